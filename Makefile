@@ -1,0 +1,43 @@
+# plantwatch — the two commands of the README, and the set-up they share.
+#   make demo   the plant in a box: simulator → agent → Mosquitto → gateway → SAP simulator
+#   make test   the whole suite (lint, format check, pytest with a real Mosquitto)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" != 0 ] && command -v sudo)
+
+.PHONY: setup demo test lint models clean mosquitto
+
+setup: $(VENV)/.installed mosquitto
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "plantwatch needs Python 3.11 or newer"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+mosquitto:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "Mosquitto is missing: installing it from the distribution's packages"; \
+		( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto >/dev/null ) \
+		|| { echo "Could not install Mosquitto. Install it yourself (apt-get install mosquitto) and run make again."; exit 1; }; \
+	else echo "Mosquitto is missing and apt-get is not available: install the mosquitto broker and run make again."; exit 1; fi
+
+demo: setup
+	$(BIN)/python -m plantwatch.simulators.demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
+	$(BIN)/pytest
+
+# Rebuild the shipped default models (needs the [train] extra: pip install -e '.[train]').
+models: setup
+	$(BIN)/plantwatch-models build
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,257 @@
+"""The agent service: serial frames in, records into the outbox, records out to the broker.
+
+One asyncio event loop; blocking work (serial reads, numpy and the interpreter, SQLite) runs in a
+bounded executor. Pure parts (frames, windows, features, decision) are wired to I/O here only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from plantwatch.agent.analysis import AssetAnalyser
+from plantwatch.agent.config import AgentSettings
+from plantwatch.agent.features import ANOMALY_FEATURES
+from plantwatch.agent.frames import Frame
+from plantwatch.agent.outbox import Outbox
+from plantwatch.agent.publisher import Publisher
+from plantwatch.agent.serial_input import SerialInputError, SerialReader
+from plantwatch.agent.windows import WindowBatch, Windower
+from plantwatch.clock import Clock, SystemClock, rfc3339
+from plantwatch.config import secret
+from plantwatch.contract import STATUS_SCHEMA, ModelRef, agent_status_topic
+from plantwatch.log import event
+from plantwatch.models.registry import DEFAULT_REGISTRY, AnomalyModel, load_model
+from plantwatch.mqtt import BrokerSettings, MqttClient, RetainedStatus, TLSParameters, Will
+
+log = logging.getLogger("plantwatch.agent")
+
+EXECUTOR_THREADS = 2
+"""Serial reads and analysis each get a thread; more would only contend for the GIL and two cores."""
+
+
+def load_agent_model(settings: AgentSettings) -> AnomalyModel:
+    """The configured anomaly model, verified against its manifest (raises ``ModelMismatch``)."""
+    directory = Path(settings.model_dir) if settings.model_dir else DEFAULT_REGISTRY
+    return load_model(directory, settings.model, expected_features=ANOMALY_FEATURES)
+
+
+def broker_settings(settings: AgentSettings) -> BrokerSettings:
+    """Connection settings, with the password from credentials or the environment."""
+    mqtt = settings.mqtt
+    tls = TLSParameters(mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file) if mqtt.tls_ca_file else None
+    return BrokerSettings(
+        host=mqtt.host,
+        port=mqtt.port,
+        client_id=f"plantwatch-agent-{settings.site}-{settings.agent_id}",
+        username=mqtt.username,
+        password=secret("mqtt-password", env="PLANTWATCH_MQTT_PASSWORD"),
+        keepalive_s=mqtt.keepalive_s,
+        tls=tls,
+    )
+
+
+class AgentService:
+    """Runs one agent until it is stopped."""
+
+    def __init__(self, settings: AgentSettings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.model = load_agent_model(settings)
+        manifest = self.model.manifest
+        self.model_ref = ModelRef(name=manifest.name, version=manifest.version, sha256=manifest.sha256)
+        state_dir = Path(settings.state_dir)
+        self.outbox = Outbox(state_dir / "agent.sqlite", agent=settings.agent_id)
+        self.windower = Windower(window_samples=settings.window_samples, overlap=settings.overlap)
+        self.analysers: dict[int, AssetAnalyser] = {}
+        self.temperature_channels: dict[int, AssetAnalyser] = {}
+        for asset in settings.assets:
+            memory, baseline = self.outbox.load_asset(asset.id)
+            analyser = AssetAnalyser(
+                settings, asset, model_threshold=manifest.threshold, memory_json=memory, baseline=baseline
+            )
+            self.analysers[asset.vibration_channel] = analyser
+            if asset.temperature_channel is not None:
+                self.temperature_channels[asset.temperature_channel] = analyser
+        self.executor = ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="agent")
+        self.status_topic = agent_status_topic(settings.site, settings.agent_id)
+        self._level = self.outbox.level()
+        self.client = MqttClient(
+            broker_settings(settings),
+            will=Will(self.status_topic, self._status_payload("offline")),
+            status=RetainedStatus(self.status_topic, lambda: self._status_payload("online")),
+            max_in_flight=settings.mqtt.max_in_flight,
+        )
+        self.publisher = Publisher(self.outbox, self.client, window=settings.mqtt.max_in_flight)
+        self.windows_analysed = 0
+        self.unknown_channels: set[int] = set()
+        self._stop = asyncio.Event()
+
+    def _status_payload(self, state: str) -> bytes:
+        # called from paho's thread on every connect: use the cached level, not the database
+        waiting, oldest = self._level
+        now = self.clock.now()
+        body = {
+            "schema": STATUS_SCHEMA,
+            "ts": rfc3339(now),
+            "site": self.settings.site,
+            "agent": self.settings.agent_id,
+            "state": state,
+            "buffered_records": waiting,
+            "oldest_record_age_s": round(now - oldest, 3) if oldest is not None else 0.0,
+            "model": {
+                "name": self.model_ref.name,
+                "version": self.model_ref.version,
+                "sha256": self.model_ref.sha256,
+            },
+            "baseline": {
+                a.asset.id: {"windows": a.baseline.windows, "complete": a.baseline.complete}
+                for a in self.analysers.values()
+            },
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def stop(self) -> None:
+        """Ask the service to stop (signal handlers call this)."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Read, analyse, store and publish until :meth:`stop`; 1 if a part failed, else 0."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # not possible outside the main thread (tests): the caller stops the service then
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        event(
+            log,
+            logging.INFO,
+            "agent_starting",
+            site=self.settings.site,
+            agent=self.settings.agent_id,
+            model=f"{self.model_ref.name}-{self.model_ref.version}",
+            assets=len(self.analysers),
+            buffered=self.outbox.level()[0],
+        )
+        await self.client.start()
+        tasks = [
+            asyncio.create_task(self.publisher.run(), name="publisher"),
+            asyncio.create_task(self._read_loop(), name="reader"),
+            asyncio.create_task(self._status_loop(), name="status"),
+        ]
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        failed = False
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                failed = True
+                event(log, logging.ERROR, "task_failed", task=task.get_name(), error=repr(task.exception()))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.stop(publish_offline=(self.status_topic, self._status_payload("offline")))
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.outbox.close()
+        event(
+            log,
+            logging.INFO,
+            "agent_stopped",
+            windows=self.windows_analysed,
+            published=self.publisher.published,
+        )
+        return 1 if failed else 0
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        serial_settings = self.settings.serial
+        while True:
+            try:
+                reader = await loop.run_in_executor(
+                    self.executor,
+                    lambda: SerialReader(serial_settings.port, baudrate=serial_settings.baudrate),
+                )
+            except SerialInputError as error:
+                event(log, logging.WARNING, "serial_unavailable", port=serial_settings.port, reason=error)
+                await asyncio.sleep(serial_settings.reopen_delay_s)
+                continue
+            event(log, logging.INFO, "serial_open", port=serial_settings.port)
+            try:
+                while True:
+                    frames = await loop.run_in_executor(self.executor, reader.read_frames)
+                    if frames:
+                        await self._handle_frames(frames)
+            except SerialInputError as error:
+                event(
+                    log,
+                    logging.WARNING,
+                    "serial_lost",
+                    port=serial_settings.port,
+                    reason=error,
+                    **vars(reader.stats),
+                )
+            finally:
+                reader.close()
+            await asyncio.sleep(serial_settings.reopen_delay_s)
+
+    async def _handle_frames(self, frames: list[Frame]) -> None:
+        batches: list[tuple[AssetAnalyser, WindowBatch]] = []
+        for frame in frames:
+            if frame.channel in self.temperature_channels:
+                values = frame.values()
+                if values.size:
+                    self.temperature_channels[frame.channel].temperature_c = float(values[-1])
+                continue
+            analyser = self.analysers.get(frame.channel)
+            if analyser is None:
+                if frame.channel not in self.unknown_channels:
+                    self.unknown_channels.add(frame.channel)
+                    event(log, logging.WARNING, "unknown_channel", channel=frame.channel)
+                continue
+            batch = self.windower.add(
+                frame.channel, frame.sequence, frame.timestamp_us, frame.fs_hz, frame.values()
+            )
+            if batch is not None:
+                batches.append((analyser, batch))
+        if batches:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._analyse_and_store, batches)
+            self.publisher.wake.set()
+
+    def _analyse_and_store(self, batches: list[tuple[AssetAnalyser, WindowBatch]]) -> None:
+        drafts = []
+        touched: dict[str, AssetAnalyser] = {}
+        for analyser, batch in batches:
+            drafts.extend(analyser.analyse(batch, self.model.score, self.model_ref))
+            touched[analyser.asset.id] = analyser
+        stored = self.outbox.append(
+            drafts, now_s=self.clock.now(), assets=[a.update() for a in touched.values()]
+        )
+        self.windows_analysed += len(stored)
+        self._level = self.outbox.level()
+        for record in stored:
+            if record.is_alert:
+                event(
+                    log,
+                    logging.WARNING if record.state != "normal" else logging.INFO,
+                    "alert_stored",
+                    asset=record.asset,
+                    state=record.state,
+                    previous=record.previous_state,
+                    failure_mode=record.failure_mode,
+                    score=record.score,
+                    seq=record.seq,
+                    id=record.id,
+                )
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.status_interval_s)
+            self._level = await asyncio.get_running_loop().run_in_executor(self.executor, self.outbox.level)
+            if self.client.is_connected:
+                try:
+                    await self.client.publish(self.status_topic, self._status_payload("online"), retain=True)
+                except Exception as error:  # noqa: BLE001 - the status is best effort; the next one follows
+                    event(log, logging.WARNING, "status_not_sent", reason=repr(error))

@@ -1,0 +1,159 @@
+"""The ERP adapter interface every backend implements (SAP, Tryton, a signed webhook).
+
+The gateway hands an adapter a :class:`NotificationRequest` and gets back an :class:`ErpDocument`, or an
+:class:`ErpError` that says whether trying again later can help. Adapters are synchronous; the gateway
+runs them in a bounded executor. Every adapter is idempotent by ``correlation_id``: it looks the id up
+in the ERP before it creates, so a retry after a crash never creates a second document (DESIGN.md,
+"ERP side").
+
+The helpers here (:func:`is_retryable_status`, :func:`parse_retry_after`, :func:`shorten`) are shared by
+the HTTP-based adapters so that all of them classify failures and cut texts the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Protocol, runtime_checkable
+
+# An idempotency key must survive every backend's reference field: SAP's
+# MaintNotifExtReferenceNumber is 20 characters with an upper-case display format.
+CORRELATION_ID_PATTERN = re.compile(r"^[A-Z0-9]{1,20}$")
+SEVERITIES = ("warning", "alarm")
+PRIORITIES = ("1", "2", "3", "4")
+# Document statuses adapters report; "unknown" when the ERP reports something unmapped.
+STATUSES = ("outstanding", "postponed", "in_process", "completed", "unknown")
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class NotificationRequest:
+    """What the gateway asks an ERP to record: one maintenance notification for one finding.
+
+    - ``correlation_id``: idempotency key, 1–20 characters of ``[A-Z0-9]`` (:data:`CORRELATION_ID_PATTERN`).
+    - ``asset``: technical object (equipment) id, as plantwatch names it.
+    - ``failure_mode``: e.g. ``"outer_race"`` (see ``plantwatch.contract.FAILURE_MODES``).
+    - ``severity``: ``"warning"`` or ``"alarm"``.
+    - ``priority``: ERP priority ``"1"`` … ``"4"`` (1 = very high).
+    - ``title``: short text; adapters shorten it to their limit.
+    - ``long_text``: the evidence for the planner, several lines.
+    """
+
+    correlation_id: str
+    asset: str
+    failure_mode: str
+    severity: str
+    priority: str
+    title: str
+    long_text: str
+
+
+@dataclass(frozen=True)
+class ErpDocument:
+    """A document the ERP holds for a request.
+
+    ``created`` is False when an existing document was found by ``correlation_id``; ``status`` is one of
+    :data:`STATUSES`.
+    """
+
+    number: str
+    correlation_id: str
+    created: bool
+    status: str
+
+
+class ErpError(Exception):
+    """An ERP refused or could not be reached.
+
+    ``str()`` is ``"<backend> <http status or code>: <the ERP's own message>"``. ``retryable`` says
+    whether the same request may succeed later (server busy, network down); ``retry_after_s`` is the
+    server's ``Retry-After`` in seconds when it sent one.
+
+    >>> str(ErpError("sap", "Property 'NotificationText' is too long", status=400, code="SY/530"))
+    "sap 400: Property 'NotificationText' is too long"
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.backend = backend
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{backend} {status if status is not None else code}: {message}")
+
+
+@runtime_checkable
+class ErpAdapter(Protocol):
+    """One ERP backend. Implementations are synchronous and safe to call from several threads."""
+
+    name: str
+
+    def create_notification(self, request: NotificationRequest) -> ErpDocument:
+        """Create the document for ``request``, or return the one that already has its correlation id."""
+        ...
+
+    def find_notification(self, correlation_id: str) -> ErpDocument | None:
+        """The document carrying ``correlation_id``, or None."""
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`ErpError` if the ERP is unreachable or refuses the credentials."""
+        ...
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP status means "try again later": 408, 429 and every 5xx."""
+    return status in (408, 429) or 500 <= status <= 599
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), or None if absent or garbled.
+
+    The header is either a number of seconds or an HTTP date; ``now_s`` (epoch seconds) turns a date
+    into a delay. A date in the past gives 0.
+
+    >>> parse_retry_after("120", now_s=0.0)
+    120.0
+    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", now_s=30.0)
+    30.0
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            return None
+        return max(0.0, moment.timestamp() - now_s)
+    return seconds if seconds >= 0 else None
+
+
+def shorten(text: str, limit: int, length: Callable[[str], int] = len) -> str:
+    """``text`` cut to at most ``limit`` units of ``length``, ending in an ellipsis if it was cut.
+
+    >>> shorten("Outer race defect on pump 7", 12)
+    'Outer race…'
+    """
+    if length(text) <= limit:
+        return text
+    cut = text[:limit]  # every character is at least one unit, so nothing longer can fit
+    while cut and length(cut.rstrip() + ELLIPSIS) > limit:
+        cut = cut[:-1]
+    return cut.rstrip() + ELLIPSIS if limit >= length(ELLIPSIS) else ""

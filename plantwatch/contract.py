@@ -1,0 +1,268 @@
+"""The wire contract between agents, the MES and gateways (DESIGN.md, "Wire contract").
+
+Topics are built and parsed here only; payloads are UTF-8 JSON objects with ``schema``, ``id`` (UUIDv7),
+``seq``, ``ts``, ``site``, ``agent`` and ``asset``. :func:`parse_record` is the consumer's validation
+ladder: the first problem found raises :class:`PayloadError` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+TOPIC_ROOT = "plantwatch/v1"
+
+State = Literal["normal", "warning", "alarm"]
+STATES: tuple[str, ...] = ("normal", "warning", "alarm")
+FAILURE_MODES: tuple[str, ...] = (
+    "healthy",
+    "inner_race",
+    "outer_race",
+    "ball",
+    "cage",
+    "imbalance",
+    "misalignment",
+    "looseness",
+    "overheating",
+    "unknown",
+)
+HEALTH_SCHEMA = "plantwatch.health/1"
+ALERT_SCHEMA = "plantwatch.alert/1"
+STATUS_SCHEMA = "plantwatch.status/1"
+KNOWN_MAJORS = {"plantwatch.health": 1, "plantwatch.alert": 1, "plantwatch.status": 1}
+
+_NAME = re.compile(r"^[a-z0-9_-]+$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+class PayloadError(ValueError):
+    """A payload that breaks the wire contract; the message names the field and the problem."""
+
+
+# --- topics -----------------------------------------------------------------------------------------
+
+
+def record_topic(site: str, agent: str, asset: str, kind: Literal["health", "alert"]) -> str:
+    """``plantwatch/v1/{site}/{agent}/{asset}/{kind}``."""
+    return f"{TOPIC_ROOT}/{site}/{agent}/{asset}/{kind}"
+
+
+def agent_status_topic(site: str, agent: str) -> str:
+    """``plantwatch/v1/{site}/{agent}/status`` (retained)."""
+    return f"{TOPIC_ROOT}/{site}/{agent}/status"
+
+
+def gateway_status_topic(site: str, gateway: str) -> str:
+    """``plantwatch/v1/{site}/gateway/{gateway}/status`` (retained)."""
+    return f"{TOPIC_ROOT}/{site}/gateway/{gateway}/status"
+
+
+def alert_subscription(site: str) -> str:
+    """The filter that matches every agent's alerts at ``site``."""
+    return f"{TOPIC_ROOT}/{site}/+/+/alert"
+
+
+def parse_record_topic(topic: str) -> tuple[str, str, str, str]:
+    """``(site, agent, asset, kind)`` of a health or alert topic; :class:`PayloadError` otherwise."""
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT or parts[5] not in ("health", "alert"):
+        raise PayloadError(f"topic {topic!r}: not a plantwatch record topic")
+    site, agent, asset, kind = parts[2], parts[3], parts[4], parts[5]
+    for name, value in (("site", site), ("agent", agent), ("asset", asset)):
+        if not _NAME.match(value):
+            raise PayloadError(f"topic {topic!r}: {name} {value!r} must match [a-z0-9_-]+")
+    return site, agent, asset, kind
+
+
+# --- ids --------------------------------------------------------------------------------------------
+
+_uuid_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def uuid7(now_s: float | None = None) -> str:
+    """A UUIDv7 string (RFC 9562): 48-bit Unix milliseconds, then a counter and random bits.
+
+    Ids made in one process are strictly increasing, also within one millisecond.
+    """
+    global _last_ms, _counter
+    ms = int((time.time() if now_s is None else now_s) * 1000)
+    with _uuid_lock:
+        if ms <= _last_ms:
+            ms = _last_ms
+            _counter += 1
+            if _counter >= 1 << 12:
+                ms += 1
+                _counter = 0
+        else:
+            _counter = 0
+        _last_ms = ms
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
+    return str(uuid.UUID(int=value))
+
+
+# --- payloads ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model scored a record."""
+
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WindowRef:
+    """The stretch of signal a record describes."""
+
+    start: str
+    end: str
+    fs_hz: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """A health record or (with ``evidence``) an alert, as published by an agent."""
+
+    schema: str
+    id: str
+    seq: int
+    ts: str
+    site: str
+    agent: str
+    asset: str
+    state: str
+    previous_state: str
+    score: float
+    threshold: float
+    failure_mode: str
+    confidence: float
+    model: ModelRef
+    features: dict[str, float]
+    window: WindowRef
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def is_alert(self) -> bool:
+        """True for an alert (state change or repeated alarm)."""
+        return self.schema.startswith("plantwatch.alert/")
+
+    def to_json(self) -> str:
+        """The payload as compact UTF-8 JSON; health records leave out ``evidence``."""
+        body = asdict(self)
+        if not self.is_alert:
+            body.pop("evidence")
+        return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def _require(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in body:
+        raise PayloadError(f"{name}: missing")
+    value = body[name]
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        raise PayloadError(f"{name}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def check_schema(schema: str) -> None:
+    """Refuse a schema whose name or major version this consumer does not know."""
+    name, _, major = schema.partition("/")
+    if name not in KNOWN_MAJORS:
+        raise PayloadError(f"schema: unknown schema {schema!r}")
+    if not major.isdigit() or int(major.split(".")[0]) != KNOWN_MAJORS[name]:
+        raise PayloadError(f"schema: major version of {schema!r} not supported")
+
+
+def parse_record(payload: bytes) -> Record:
+    """Validate and parse a health or alert payload; raise :class:`PayloadError` on the first problem."""
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise PayloadError(f"payload: not UTF-8 ({error.reason})") from None
+    except json.JSONDecodeError as error:
+        raise PayloadError(f"payload: not JSON ({error.msg} at {error.pos})") from None
+    if not isinstance(body, dict):
+        raise PayloadError("payload: not a JSON object")
+    schema = _require(body, "schema", str)
+    check_schema(schema)
+    if schema.split("/")[0] not in ("plantwatch.health", "plantwatch.alert"):
+        raise PayloadError(f"schema: {schema!r} is not a health or alert record")
+    if not _UUID.match(_require(body, "id", str)):
+        raise PayloadError(f"id: {body['id']!r} is not a UUIDv7")
+    if _require(body, "seq", int) < 0:
+        raise PayloadError("seq: must not be negative")
+    if not _RFC3339.match(_require(body, "ts", str)):
+        raise PayloadError(f"ts: {body['ts']!r} is not an RFC 3339 timestamp")
+    for name in ("site", "agent", "asset"):
+        if not _NAME.match(_require(body, name, str)):
+            raise PayloadError(f"{name}: {body[name]!r} must match [a-z0-9_-]+")
+    for name in ("state", "previous_state"):
+        if _require(body, name, str) not in STATES:
+            raise PayloadError(f"{name}: {body[name]!r} is not one of {', '.join(STATES)}")
+    if _require(body, "failure_mode", str) not in FAILURE_MODES:
+        raise PayloadError(f"failure_mode: {body['failure_mode']!r} is not a known failure mode")
+    score = float(_require(body, "score", (int, float)))
+    threshold = float(_require(body, "threshold", (int, float)))
+    confidence = float(_require(body, "confidence", (int, float)))
+    if not 0.0 <= confidence <= 1.0:
+        raise PayloadError("confidence: must be within 0..1")
+    model = _require(body, "model", dict)
+    try:
+        model_ref = ModelRef(
+            name=str(model["name"]), version=str(model["version"]), sha256=str(model["sha256"])
+        )
+    except KeyError as error:
+        raise PayloadError(f"model.{error.args[0]}: missing") from None
+    features = _require(body, "features", dict)
+    for key, value in features.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PayloadError(f"features.{key}: expected a number, got {value!r}")
+    window = _require(body, "window", dict)
+    try:
+        window_ref = WindowRef(
+            start=str(window["start"]),
+            end=str(window["end"]),
+            fs_hz=float(window["fs_hz"]),
+            samples=int(window["samples"]),
+        )
+    except KeyError as error:
+        raise PayloadError(f"window.{error.args[0]}: missing") from None
+    except (TypeError, ValueError) as error:
+        raise PayloadError(f"window: {error}") from None
+    evidence: list[str] = []
+    if schema.startswith("plantwatch.alert/"):
+        evidence = _require(body, "evidence", list)
+        if not all(isinstance(line, str) for line in evidence):
+            raise PayloadError("evidence: expected a list of sentences")
+    return Record(
+        schema=schema,
+        id=body["id"],
+        seq=body["seq"],
+        ts=body["ts"],
+        site=body["site"],
+        agent=body["agent"],
+        asset=body["asset"],
+        state=body["state"],
+        previous_state=body["previous_state"],
+        score=score,
+        threshold=threshold,
+        failure_mode=body["failure_mode"],
+        confidence=confidence,
+        model=model_ref,
+        features={k: float(v) for k, v in features.items()},
+        window=window_ref,
+        evidence=list(evidence),
+    )

@@ -1,0 +1,163 @@
+"""A plant in a box: a private Mosquitto, the SAP simulator, the machine simulator, an agent and a gateway,
+each a real process on loopback, wired by generated configuration files. Used by ``make demo`` and by the
+end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+class PlantError(RuntimeError):
+    """A part of the plant in a box could not start."""
+
+
+def find_mosquitto() -> str | None:
+    """Path of the ``mosquitto`` broker binary, or ``None``."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return next((path for path in MOSQUITTO_CANDIDATES if os.access(path, os.X_OK)), None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise PlantError(
+                f"process {process.args!r} exited with {process.returncode} before listening on {port}"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise PlantError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
+
+
+@dataclass
+class Broker:
+    """A private Mosquitto on a loopback port, with persistence in ``directory``."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (or restart) the broker and wait until it accepts connections."""
+        binary = find_mosquitto()
+        if binary is None:
+            raise PlantError("mosquitto is not installed (Debian/Ubuntu: apt-get install mosquitto)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.directory}/\n"
+            "autosave_interval 1\n"
+            f"log_dest file {self.directory}/mosquitto.log\n"
+            "max_queued_messages 100000\n"
+        )
+        self.process = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        wait_for_port(self.port, timeout_s=10, process=self.process)
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM: it saves its persistence file) and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def agent_toml(
+    *, site: str, agent_id: str, port_path: str, broker_port: int, state_dir: Path, asset: str = "pump-7"
+) -> str:
+    """The demo agent's configuration."""
+    return f"""site = "{site}"
+agent_id = "{agent_id}"
+state_dir = "{state_dir}"
+status_interval_s = 5.0
+
+[serial]
+port = "{port_path}"
+reopen_delay_s = 0.2
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker_port}
+
+[[assets]]
+id = "{asset}"
+vibration_channel = 0
+temperature_channel = 1
+shaft_hz = 29.95
+"""
+
+
+def gateway_toml(*, site: str, gateway_id: str, broker_port: int, sap_url: str, state_dir: Path) -> str:
+    """The demo gateway's configuration."""
+    return f"""site = "{site}"
+gateway_id = "{gateway_id}"
+state_dir = "{state_dir}"
+status_interval_s = 5.0
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker_port}
+
+[erp]
+kind = "sap"
+base_url = "{sap_url}"
+user = "PLANTWATCH"
+retry_initial_s = 0.2
+retry_max_s = 2.0
+"""
+
+
+def spawn(args: list[str], *, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a plantwatch command (``args[0]`` is the module's console name) writing its log to ``log_path``."""
+    modules = {
+        "plantwatch-agent": "plantwatch.agent.cli",
+        "plantwatch-gateway": "plantwatch.gateway.cli",
+        "plantwatch-sim": "plantwatch.simulators.cli",
+    }
+    command = [sys.executable, "-m", modules[args[0]], *args[1:]]
+    stream = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+    return subprocess.Popen(
+        command, stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
+
+
+def stop(process: subprocess.Popen[bytes] | None, *, timeout_s: float = 15.0) -> int | None:
+    """SIGTERM a process and wait (SIGKILL if it does not stop in ``timeout_s``); its exit code."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
