@@ -142,6 +142,7 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _State()
         self._pending: dict[int, _Pending] = {}
+        self._stopping = False
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -210,6 +211,7 @@ class MqttClient:
                 await asyncio.wait_for(self.publish(*publish_offline, retain=True), 5)
             except (MqttError, TimeoutError) as error:
                 event(log, logging.WARNING, "offline_status_not_sent", reason=error)
+        self._stopping = True
         self._client.disconnect()
         await asyncio.get_running_loop().run_in_executor(None, self._client.loop_stop)
 
@@ -271,7 +273,8 @@ class MqttClient:
         self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
         self._state.last_error = f"disconnected: {reason}"
-        event(log, logging.WARNING, "mqtt_disconnected", client=self.settings.client_id, reason=reason)
+        level = logging.INFO if self._stopping else logging.WARNING
+        event(log, level, "mqtt_disconnected", client=self.settings.client_id, reason=reason)
         self._call(self._fail_pending, f"connection lost: {reason}")
 
     def _fail_pending(self, why: str) -> None:

@@ -161,3 +161,124 @@ def stop(process: subprocess.Popen[bytes] | None, *, timeout_s: float = 15.0) ->
             process.kill()
             process.wait()
     return process.returncode
+
+
+@dataclass
+class Plant:
+    """The whole plant in a box in ``workdir``: broker, SAP simulator, machine simulator, gateway, agent."""
+
+    workdir: Path
+    site: str = "demo"
+    agent_id: str = "gw-line1"
+    asset: str = "pump-7"
+    sap_password: str = "demo-secret"
+    broker: Broker | None = None
+    sap: object | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, *, days: float, onset_days: float, speed: float, seed: int = 1) -> None:
+        """Start every part; the machine streams ``days`` simulated days with a defect from ``onset_days``."""
+        from plantwatch.simulators.sap import SapSimulator
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker = Broker(self.workdir / "broker")
+        self.broker.start()
+        sap = SapSimulator(password=self.sap_password)
+        sap.start()
+        self.sap = sap
+        link = self.workdir / "sensor.tty"
+        self.processes["machine"] = spawn(
+            [
+                "plantwatch-sim",
+                "machine",
+                "--link",
+                str(link),
+                "--days",
+                str(days),
+                "--onset-days",
+                str(onset_days),
+                "--life-days",
+                str(days - onset_days),
+                "--speed",
+                str(speed),
+                "--seed",
+                str(seed),
+                "--wait-reader-s",
+                "60",
+            ],
+            log_path=self.workdir / "machine.log",
+        )
+        self.agent_config.write_text(
+            agent_toml(
+                site=self.site,
+                agent_id=self.agent_id,
+                port_path=str(link),
+                broker_port=self.broker.port,
+                state_dir=self.workdir / "agent",
+                asset=self.asset,
+            )
+        )
+        self.gateway_config.write_text(
+            gateway_toml(
+                site=self.site,
+                gateway_id="gw1",
+                broker_port=self.broker.port,
+                sap_url=sap.url,
+                state_dir=self.workdir / "gateway",
+            )
+        )
+        self.start_gateway()
+        self.start_agent()
+
+    @property
+    def agent_config(self) -> Path:
+        return self.workdir / "agent.toml"
+
+    @property
+    def gateway_config(self) -> Path:
+        return self.workdir / "gateway.toml"
+
+    def start_agent(self) -> None:
+        """Start (or restart) the agent."""
+        self.processes["agent"] = spawn(
+            ["plantwatch-agent", "--config", str(self.agent_config)], log_path=self.workdir / "agent.log"
+        )
+
+    def start_gateway(self) -> None:
+        """Start (or restart) the gateway."""
+        self.processes["gateway"] = spawn(
+            ["plantwatch-gateway", "--config", str(self.gateway_config)],
+            log_path=self.workdir / "gateway.log",
+            env={"PLANTWATCH_ERP_PASSWORD": self.sap_password},
+        )
+
+    def notifications(self) -> list[dict[str, object]]:
+        """The maintenance notifications in the SAP simulator."""
+        return self.sap.notifications() if self.sap is not None else []  # type: ignore[attr-defined]
+
+    def machine_done(self) -> bool:
+        """True once the machine simulator streamed everything and exited."""
+        return self.processes["machine"].poll() is not None
+
+    def check_running(self) -> None:
+        """Raise :class:`PlantError` if the agent or the gateway died."""
+        for name in ("agent", "gateway"):
+            process = self.processes.get(name)
+            if process is not None and process.poll() is not None:
+                raise PlantError(
+                    f"{name} exited with {process.returncode}; see {self.workdir / (name + '.log')}"
+                )
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        """The last lines of a part's log."""
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop everything; the exit codes of the processes."""
+        codes = {name: stop(self.processes.get(name)) for name in ("agent", "gateway", "machine")}
+        if self.sap is not None:
+            self.sap.stop()  # type: ignore[attr-defined]
+        if self.broker is not None:
+            self.broker.stop()
+        return codes
