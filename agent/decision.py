@@ -46,6 +46,8 @@ class AssetState:
     pending_level: int = 0
     pending_count: int = 0
     clear_count: int = 0
+    clear_level: int = 0
+    """Highest level held (with hysteresis) during the current clearing streak: where the state falls."""
     last_alert_s: float = 0.0
 
 
@@ -64,8 +66,8 @@ def decide(settings: DecisionSettings, memory: AssetState, score: float, now_s: 
 
     >>> s = DecisionSettings(warning_threshold=1.0, alarm_threshold=3.0, persistence=2, clear_windows=2)
     >>> m = AssetState()
-    >>> [decide(s, m, x, t).state for t, x in enumerate([0.5, 1.2, 1.3, 4.0, 4.0, 0.9, 0.7, 0.7])]
-    ['normal', 'normal', 'warning', 'warning', 'alarm', 'alarm', 'normal', 'normal']
+    >>> [decide(s, m, x, t).state for t, x in enumerate([0.5, 1.2, 1.3, 4.0, 4.0, 0.9, 0.7, 0.7, 0.7])]
+    ['normal', 'normal', 'warning', 'warning', 'alarm', 'alarm', 'warning', 'warning', 'normal']
     """
     previous = memory.state
     current = LEVELS.index(previous)
@@ -82,10 +84,14 @@ def decide(settings: DecisionSettings, memory: AssetState, score: float, now_s: 
         memory.pending_level = memory.pending_count = 0
         lower = settings.warning_threshold if current == 1 else settings.alarm_threshold
         if current > 0 and score < lower * settings.hysteresis:
+            # a clearing streak falls to the highest level held throughout it, judged with hysteresis as
+            # a state at that level would be: an alarm at scores that keep a warning falls to warning
+            held = 1 if current == 2 and score >= settings.warning_threshold * settings.hysteresis else 0
+            memory.clear_level = held if memory.clear_count == 0 else max(memory.clear_level, held)
             memory.clear_count += 1
             if memory.clear_count >= settings.clear_windows:
-                memory.state = LEVELS[level]
-                memory.clear_count = 0
+                memory.state = LEVELS[memory.clear_level]
+                memory.clear_count = memory.clear_level = 0
         else:
             memory.clear_count = 0
     changed = memory.state != previous

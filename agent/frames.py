@@ -282,8 +282,8 @@ class FrameDecoder:
                 (crc,) = _CRC.unpack_from(buffer, samples_end)
                 if zlib.crc32(view[position + len(SYNC_WORD) : samples_end]) != crc:
                     stats.crc_errors += 1
-                    stats.bytes_dropped += end - position
-                    position = end
+                    stats.bytes_dropped += len(SYNC_WORD)
+                    position += len(SYNC_WORD)
                     continue
                 samples = np.frombuffer(buffer, _SAMPLE_DTYPE, count, position + HEADER_SIZE).copy()
                 samples.flags.writeable = False

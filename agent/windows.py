@@ -30,6 +30,8 @@ class _ChannelBuffer:
     fs_hz: float = 0.0
     samples: np.ndarray = field(default_factory=lambda: np.empty(0))
     start_us: int = 0
+    offset_samples: int = 0
+    """Samples consumed since ``start_us``: starts are computed from it, so rounding never accumulates."""
     next_sequence: int | None = None
     next_timestamp_us: int | None = None
 
@@ -44,6 +46,7 @@ class Windower:
         self.hop_samples = max(1, int(round(window_samples * (1 - overlap))))
         self._buffers: dict[int, _ChannelBuffer] = {}
         self.gaps = 0
+        """Restarts of a channel's stream after its first frame (lost frames, clock jumps, rate changes)."""
 
     def add(
         self, channel: int, sequence: int, timestamp_us: int, fs_hz: float, values: np.ndarray
@@ -57,10 +60,11 @@ class Windower:
             and abs(timestamp_us - buffer.next_timestamp_us) <= GAP_TOLERANCE_SAMPLES * 1e6 / fs_hz
         )
         if not contiguous:
-            if buffer.samples.size:
+            if buffer.next_sequence is not None:
                 self.gaps += 1
             buffer.samples = np.asarray(values, dtype=np.float64)
             buffer.start_us = timestamp_us
+            buffer.offset_samples = 0
             buffer.fs_hz = fs_hz
         else:
             buffer.samples = np.concatenate([buffer.samples, values])
@@ -75,8 +79,9 @@ class Windower:
             return None
         index = np.arange(count)[:, None] * self.hop_samples + np.arange(self.window_samples)[None, :]
         data = buffer.samples[index]
-        starts = buffer.start_us + (np.arange(count) * self.hop_samples * 1e6 / fs_hz).astype(np.int64)
+        first = buffer.offset_samples + np.arange(count) * self.hop_samples
+        starts = buffer.start_us + np.round(first * 1e6 / fs_hz).astype(np.int64)
         consumed = count * self.hop_samples
         buffer.samples = buffer.samples[consumed:]
-        buffer.start_us += int(round(consumed * 1e6 / fs_hz))
+        buffer.offset_samples += consumed
         return WindowBatch(channel=channel, fs_hz=fs_hz, data=data, start_us=starts)

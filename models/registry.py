@@ -62,6 +62,7 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 VERSION_PATTERN = re.compile(r"^[0-9]+(?:\.[0-9]+)*$")
 _MANIFEST_FILE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)-(?P<version>[0-9]+(?:\.[0-9]+)*)\.json$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_INT8_MIN, _INT8_MAX = -128, 127
 
 
 class ModelError(Exception):
@@ -641,6 +642,10 @@ class AnomalyModel:
         self._lock = threading.Lock()
         self._mean = np.asarray(manifest.input.mean, dtype=np.float64)
         self._std = np.asarray(manifest.input.std, dtype=np.float64)
+        self._input_scale = manifest.input.tensor.scale
+        self._input_zero_point = manifest.input.tensor.zero_point
+        self._output_scale = manifest.output.scale
+        self._output_zero_point = manifest.output.zero_point
 
     @property
     def manifest(self) -> Manifest:
@@ -687,10 +692,12 @@ class AnomalyModel:
         if rows == 0:
             return np.empty(0, dtype=np.float64)
         finite = np.isfinite(z).all(axis=1)
-        input_spec = self._manifest.input.tensor
-        info = np.iinfo(np.int8)
-        codes = np.rint(np.where(finite[:, None], z, 0.0) / input_spec.scale + input_spec.zero_point)
-        quantized = np.clip(codes, info.min, info.max).astype(np.int8)
+        all_finite = bool(finite.all())
+        codes = (z if all_finite else np.where(finite[:, None], z, 0.0)) / self._input_scale
+        codes += self._input_zero_point
+        np.rint(codes, out=codes)
+        np.clip(codes, _INT8_MIN, _INT8_MAX, out=codes)
+        quantized = codes.astype(np.int8)
         with self._lock:
             if rows != self._rows:
                 self._interpreter.resize_tensor_input(self._input_index, quantized.shape, strict=True)
@@ -699,8 +706,8 @@ class AnomalyModel:
             self._interpreter.set_tensor(self._input_index, quantized)
             self._interpreter.invoke()
             output = self._interpreter.get_tensor(self._output_index)
-        output_spec = self._manifest.output
-        reconstruction = (output.astype(np.float64) - output_spec.zero_point) * output_spec.scale
-        scores = np.mean((reconstruction - z) ** 2, axis=1)
-        scores[~finite] = np.nan
+        error = (output.astype(np.float64) - self._output_zero_point) * self._output_scale - z
+        scores = np.einsum("ij,ij->i", error, error) / z.shape[1]
+        if not all_finite:
+            scores[~finite] = np.nan
         return scores

@@ -48,7 +48,7 @@ class ConfigError(Exception):
 
 def check_name(value: str) -> bool | str:
     """Check for an id usable as a topic level (``[a-z0-9_-]+``)."""
-    return bool(NAME_PATTERN.match(value)) or "must match [a-z0-9_-]+"
+    return bool(NAME_PATTERN.fullmatch(value)) or "must match [a-z0-9_-]+"
 
 
 def check_positive(value: float) -> bool | str:

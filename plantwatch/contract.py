@@ -8,6 +8,7 @@ ladder: the first problem found raises :class:`PayloadError` naming the field.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -36,6 +37,8 @@ HEALTH_SCHEMA = "plantwatch.health/1"
 ALERT_SCHEMA = "plantwatch.alert/1"
 STATUS_SCHEMA = "plantwatch.status/1"
 KNOWN_MAJORS = {"plantwatch.health": 1, "plantwatch.alert": 1, "plantwatch.status": 1}
+MAX_SEQ = (1 << 63) - 1
+"""Largest ``seq``: consumers keep it in a SQLite INTEGER (signed 64 bits)."""
 
 _NAME = re.compile(r"^[a-z0-9_-]+$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -76,7 +79,7 @@ def parse_record_topic(topic: str) -> tuple[str, str, str, str]:
         raise PayloadError(f"topic {topic!r}: not a plantwatch record topic")
     site, agent, asset, kind = parts[2], parts[3], parts[4], parts[5]
     for name, value in (("site", site), ("agent", agent), ("asset", asset)):
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise PayloadError(f"topic {topic!r}: {name} {value!r} must match [a-z0-9_-]+")
     return site, agent, asset, kind
 
@@ -177,12 +180,26 @@ def _require(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> 
     return value
 
 
+def _finite(value: Any, name: str) -> float:
+    # json.loads reads NaN, Infinity and integers of any size: none is a usable measurement, and NaN
+    # and Infinity could not be written back out as JSON
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PayloadError(f"{name}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise PayloadError(f"{name}: integer out of range") from None
+    if not math.isfinite(number):
+        raise PayloadError(f"{name}: expected a finite number, got {value!r}")
+    return number
+
+
 def check_schema(schema: str) -> None:
     """Refuse a schema whose name or major version this consumer does not know."""
     name, _, major = schema.partition("/")
     if name not in KNOWN_MAJORS:
         raise PayloadError(f"schema: unknown schema {schema!r}")
-    if not major.isdigit() or int(major.split(".")[0]) != KNOWN_MAJORS[name]:
+    if not (major.isascii() and major.isdigit()) or int(major) != KNOWN_MAJORS[name]:
         raise PayloadError(f"schema: major version of {schema!r} not supported")
 
 
@@ -200,23 +217,23 @@ def parse_record(payload: bytes) -> Record:
     check_schema(schema)
     if schema.split("/")[0] not in ("plantwatch.health", "plantwatch.alert"):
         raise PayloadError(f"schema: {schema!r} is not a health or alert record")
-    if not _UUID.match(_require(body, "id", str)):
+    if not _UUID.fullmatch(_require(body, "id", str)):
         raise PayloadError(f"id: {body['id']!r} is not a UUIDv7")
-    if _require(body, "seq", int) < 0:
-        raise PayloadError("seq: must not be negative")
-    if not _RFC3339.match(_require(body, "ts", str)):
+    if not 0 <= _require(body, "seq", int) <= MAX_SEQ:
+        raise PayloadError(f"seq: must be within 0..{MAX_SEQ}")
+    if not _RFC3339.fullmatch(_require(body, "ts", str)):
         raise PayloadError(f"ts: {body['ts']!r} is not an RFC 3339 timestamp")
     for name in ("site", "agent", "asset"):
-        if not _NAME.match(_require(body, name, str)):
+        if not _NAME.fullmatch(_require(body, name, str)):
             raise PayloadError(f"{name}: {body[name]!r} must match [a-z0-9_-]+")
     for name in ("state", "previous_state"):
         if _require(body, name, str) not in STATES:
             raise PayloadError(f"{name}: {body[name]!r} is not one of {', '.join(STATES)}")
     if _require(body, "failure_mode", str) not in FAILURE_MODES:
         raise PayloadError(f"failure_mode: {body['failure_mode']!r} is not a known failure mode")
-    score = float(_require(body, "score", (int, float)))
-    threshold = float(_require(body, "threshold", (int, float)))
-    confidence = float(_require(body, "confidence", (int, float)))
+    score = _finite(_require(body, "score", (int, float)), "score")
+    threshold = _finite(_require(body, "threshold", (int, float)), "threshold")
+    confidence = _finite(_require(body, "confidence", (int, float)), "confidence")
     if not 0.0 <= confidence <= 1.0:
         raise PayloadError("confidence: must be within 0..1")
     model = _require(body, "model", dict)
@@ -228,8 +245,7 @@ def parse_record(payload: bytes) -> Record:
         raise PayloadError(f"model.{error.args[0]}: missing") from None
     features = _require(body, "features", dict)
     for key, value in features.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PayloadError(f"features.{key}: expected a number, got {value!r}")
+        _finite(value, f"features.{key}")
     window = _require(body, "window", dict)
     try:
         window_ref = WindowRef(
@@ -240,8 +256,10 @@ def parse_record(payload: bytes) -> Record:
         )
     except KeyError as error:
         raise PayloadError(f"window.{error.args[0]}: missing") from None
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise PayloadError(f"window: {error}") from None
+    if not math.isfinite(window_ref.fs_hz):
+        raise PayloadError(f"window.fs_hz: expected a finite number, got {window['fs_hz']!r}")
     evidence: list[str] = []
     if schema.startswith("plantwatch.alert/"):
         evidence = _require(body, "evidence", list)

@@ -139,7 +139,14 @@ class PtyLink:
                 stalled_since = now
             remaining = stalled_since + self._write_timeout_s - now
             if remaining <= 0:
-                event(log, logging.WARNING, "pty_write_timeout", port=self._port_path, written=written, total=total)
+                event(
+                    log,
+                    logging.WARNING,
+                    "pty_write_timeout",
+                    port=self._port_path,
+                    written=written,
+                    total=total,
+                )
                 raise PtyLinkError(
                     errno.ETIMEDOUT,
                     f"pty {self._port_path}: reader took nothing for {self._write_timeout_s} s; "

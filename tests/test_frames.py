@@ -253,7 +253,9 @@ def test_a_good_frame_after_any_garbage_is_decoded(garbage: bytes, frame: Frame)
 
 @settings(max_examples=200, deadline=None)
 @given(first=small_frames_st, second=small_frames_st, data=st.data())
-def test_any_single_bit_flip_loses_only_the_frame_it_hits(first: Frame, second: Frame, data: st.DataObject) -> None:
+def test_any_single_bit_flip_loses_only_the_frame_it_hits(
+    first: Frame, second: Frame, data: st.DataObject
+) -> None:
     damaged = bytearray(encode(first))
     bit = data.draw(st.integers(0, 8 * len(damaged) - 1))
     damaged[bit // 8] ^= 1 << (bit % 8)
@@ -460,7 +462,11 @@ def test_the_reader_names_a_port_it_cannot_open(tmp_path: os.PathLike[str]) -> N
 
 
 def test_a_second_reader_cannot_open_a_port_in_use() -> None:
-    with PtyLink() as link, SerialReader(link.port_path), pytest.raises(SerialInputError, match=link.port_path):
+    with (
+        PtyLink() as link,
+        SerialReader(link.port_path),
+        pytest.raises(SerialInputError, match=link.port_path),
+    ):
         SerialReader(link.port_path)
 
 

@@ -156,11 +156,10 @@ def test_the_gateway_gets_its_broker_and_erp_secrets_as_credentials() -> None:
     assert service["MemoryDenyWriteExecute"] == ["true"]
 
 
-def test_shipped_files_name_no_path_of_a_build_machine() -> None:
+def test_shipped_files_name_no_path_of_the_machine_they_were_written_on() -> None:
+    checkout = str(SYSTEMD_DIR.parent)
     for path in SYSTEMD_DIR.iterdir():
-        text = path.read_text()
-        for prefix in ("/work/", "/home/", "/tmp/", "/root/"):
-            assert prefix not in text, f"{path.name} names {prefix}"
+        assert checkout not in path.read_text(), f"{path.name} names this checkout ({checkout})"
 
 
 # --- the ACL, offline --------------------------------------------------------------------------------
@@ -324,7 +323,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     passwords = directory / "plantwatch.passwd"
     for user in USERS:
         create = ["-c"] if not passwords.exists() else []
-        subprocess.run(["mosquitto_passwd", *create, "-b", str(passwords), user, PASSWORD], check=True, timeout=60)
+        subprocess.run(
+            ["mosquitto_passwd", *create, "-b", str(passwords), user, PASSWORD], check=True, timeout=60
+        )
     port = free_port()
     replacements = {
         "listener 8883": f"listener {port} 127.0.0.1",
@@ -384,7 +385,9 @@ class Client:
         self._client.loop_start()
         self._wait(lambda: self.connect_result is not None, "CONNACK")
 
-    def _on_connect(self, client: object, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _on_connect(
+        self, client: object, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
         with self._changed:
             self.connect_result = reason
             self._changed.notify_all()
@@ -447,7 +450,9 @@ def test_the_shipped_configuration_opens_only_its_tls_listener(broker: Broker) -
 
 
 @pytest.mark.parametrize("password", [None, "wrong password"])
-def test_the_broker_refuses_anonymous_clients_and_wrong_passwords(broker: Broker, password: str | None) -> None:
+def test_the_broker_refuses_anonymous_clients_and_wrong_passwords(
+    broker: Broker, password: str | None
+) -> None:
     client = Client(broker, None if password is None else "press-3", password or "")
     try:
         assert not client.connected

@@ -1,0 +1,177 @@
+"""The agent's outbox on a real SQLite file: numbering, lanes, removal, asset memory, WAL and migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plantwatch.agent.outbox import AssetUpdate, Outbox
+from plantwatch.contract import (
+    ALERT_SCHEMA,
+    HEALTH_SCHEMA,
+    ModelRef,
+    Record,
+    WindowRef,
+    parse_record,
+    record_topic,
+    uuid7,
+)
+
+SITE, AGENT = "plant1", "gw-line3"
+MODEL = ModelRef(name="anomaly-ae", version="1.0.0", sha256="ab" * 32)
+
+
+def draft(asset: str = "pump-7", *, alert: bool = False, score: float = 0.2) -> tuple[Record, str]:
+    """A record as the agent's analysis makes it (placeholder ``seq``) with its topic."""
+    record = Record(
+        schema=ALERT_SCHEMA if alert else HEALTH_SCHEMA,
+        id=uuid7(),
+        seq=0,
+        ts="2026-03-01T12:00:00.160Z",
+        site=SITE,
+        agent=AGENT,
+        asset=asset,
+        state="alarm" if alert else "normal",
+        previous_state="warning" if alert else "normal",
+        score=score,
+        threshold=1.0,
+        failure_mode="outer_race" if alert else "healthy",
+        confidence=0.8,
+        model=MODEL,
+        features={"rms_g": 0.21, "env_bpfo_g": 0.42},
+        window=WindowRef(
+            start="2026-03-01T12:00:00.000Z", end="2026-03-01T12:00:00.160Z", fs_hz=25600.0, samples=4096
+        ),
+        evidence=["BPFO 3.58× (107.4 Hz): 0.420 g in the envelope, 42× baseline"] if alert else [],
+    )
+    return record, record_topic(SITE, AGENT, asset, "alert" if alert else "health")
+
+
+def update(asset: str = "pump-7", *, windows: int = 3, state: str = "warning") -> AssetUpdate:
+    return AssetUpdate(
+        asset=asset,
+        memory=json.dumps({"state": state, "pending_count": 1}),
+        baseline_windows=windows,
+        baseline_complete=windows >= 40,
+        baseline_sums=json.dumps({"rms_g": 0.2 * windows}),
+    )
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "agent.sqlite", agent=AGENT)
+    yield box
+    box.close()
+
+
+def test_append_numbers_records_strictly_increasing_from_one(outbox: Outbox) -> None:
+    stored = outbox.append([draft(), draft(alert=True), draft()], now_s=100.0)
+    assert [record.seq for record in stored] == [1, 2, 3]
+    stored = outbox.append([draft(), draft()], now_s=101.0)
+    assert [record.seq for record in stored] == [4, 5]
+    assert outbox.last_seq() == 5
+    # the stored payload carries the number, not the draft's placeholder
+    payloads = sorted(parse_record(p.payload).seq for p in outbox.next_batch(10))
+    assert payloads == [1, 2, 3, 4, 5]
+
+
+def test_sequence_counter_survives_closing_and_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    box = Outbox(path, agent=AGENT)
+    box.append([draft() for _ in range(4)], now_s=100.0)
+    box.remove([p.position for p in box.next_batch(10)])  # even an empty outbox keeps its counter
+    box.close()
+    box = Outbox(path, agent=AGENT)
+    try:
+        assert box.last_seq() == 4
+        assert [record.seq for record in box.append([draft()], now_s=200.0)] == [5]
+    finally:
+        box.close()
+
+
+def test_alerts_go_before_older_health_records_and_each_lane_keeps_its_order(outbox: Outbox) -> None:
+    health_1, health_2, alert_1, health_3, alert_2 = (
+        draft(score=0.1),
+        draft(score=0.2),
+        draft(alert=True, score=3.1),
+        draft(score=0.3),
+        draft(alert=True, score=3.2),
+    )
+    outbox.append([health_1, health_2], now_s=100.0)
+    outbox.append([alert_1, health_3], now_s=101.0)
+    outbox.append([alert_2], now_s=102.0)
+    batch = outbox.next_batch(10)
+    expected = [alert_1, alert_2, health_1, health_2, health_3]
+    assert [p.message_id for p in batch] == [record.id for record, _ in expected]
+    assert [p.kind for p in batch] == ["alert", "alert", "health", "health", "health"]
+    assert [p.topic for p in batch] == [topic for _, topic in expected]
+    assert outbox.next_batch(3) == batch[:3]
+
+
+def test_remove_deletes_only_the_given_records(outbox: Outbox) -> None:
+    outbox.append([draft() for _ in range(5)], now_s=100.0)
+    batch = outbox.next_batch(10)
+    outbox.remove([batch[1].position, batch[3].position])
+    left = outbox.next_batch(10)
+    assert [p.message_id for p in left] == [batch[i].message_id for i in (0, 2, 4)]
+    outbox.remove([])
+    outbox.remove([batch[1].position])  # removing an already removed record is harmless
+    assert len(outbox.next_batch(10)) == 3
+
+
+def test_level_counts_records_waiting_and_the_oldest_creation_time(outbox: Outbox) -> None:
+    assert outbox.level() == (0, None)
+    outbox.append([draft(), draft()], now_s=100.0)
+    outbox.append([draft(alert=True)], now_s=150.0)
+    assert outbox.level() == (3, 100.0)
+    batch = outbox.next_batch(10)
+    outbox.remove([p.position for p in batch if p.kind == "health"])
+    assert outbox.level() == (1, 150.0)
+
+
+def test_asset_memory_and_baseline_are_stored_with_the_records_and_loaded_back(outbox: Outbox) -> None:
+    assert outbox.load_asset("pump-7") == (None, None)
+    outbox.append([draft()], now_s=100.0, assets=[update(windows=3)])
+    outbox.append([draft()], now_s=101.0, assets=[update(windows=40, state="alarm"), update("fan-2", windows=1)])
+    memory, baseline = outbox.load_asset("pump-7")
+    assert memory is not None and json.loads(memory)["state"] == "alarm"
+    assert baseline == (40, True, json.dumps({"rms_g": 0.2 * 40}))
+    assert outbox.load_asset("fan-2")[1] == (1, False, json.dumps({"rms_g": 0.2}))
+
+
+def test_a_failed_append_stores_neither_records_nor_asset_memory_nor_numbers(outbox: Outbox) -> None:
+    first = draft()
+    outbox.append([first], now_s=100.0, assets=[update(windows=3)])
+    with pytest.raises(sqlite3.IntegrityError):
+        # the second record repeats a message id: the whole transaction must roll back
+        outbox.append([draft(), first], now_s=101.0, assets=[update(windows=4)])
+    assert outbox.last_seq() == 1
+    assert outbox.level()[0] == 1
+    assert outbox.load_asset("pump-7")[1][0] == 3
+
+
+def test_the_file_is_in_wal_mode_with_its_migration_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    Outbox(path, agent=AGENT).close()
+    Outbox(path, agent=AGENT).close()  # reopening applies nothing twice
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert [row[0] for row in conn.execute("SELECT number FROM schema_migrations")] == [1]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"outbox", "sequence", "baseline", "asset_state", "schema_migrations"} <= tables
+    finally:
+        conn.close()
+
+
+def test_health_payloads_leave_out_evidence_and_alert_payloads_keep_it(outbox: Outbox) -> None:
+    outbox.append([draft(), draft(alert=True)], now_s=100.0)
+    alert, health = outbox.next_batch(10)
+    assert "evidence" not in json.loads(health.payload)
+    assert parse_record(alert.payload).evidence == [
+        "BPFO 3.58× (107.4 Hz): 0.420 g in the envelope, 42× baseline"
+    ]
