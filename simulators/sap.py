@@ -1026,7 +1026,7 @@ class _Handler(BaseHTTPRequestHandler):
         response.headers.update(extra_headers)
         # Recorded before the answer leaves, so a client that has its answer sees the record.
         self.sim._record(method, self.path, response.status)
-        self._send(method, response)
+        # logged before the answer leaves too: a client holding its answer finds the line in the log
         event(
             log,
             logging.INFO,
@@ -1037,6 +1037,7 @@ class _Handler(BaseHTTPRequestHandler):
             user=user,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
+        self._send(method, response)
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
