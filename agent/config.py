@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from plantwatch.config import check_name, check_port, check_positive
+from plantwatch.config import check_log_level, check_name, check_port, check_positive
 
 
 def _check_fraction(value: float) -> bool | str:
@@ -124,14 +124,7 @@ class AgentSettings:
     window_samples: int = field(default=4096, metadata={"check": _check_window})
     overlap: float = field(default=0.5, metadata={"check": _check_fraction})
     status_interval_s: float = field(default=30.0, metadata={"check": check_positive})
-    log_level: str = field(
-        default="INFO",
-        metadata={
-            "check": lambda v: (
-                v in ("DEBUG", "INFO", "WARNING", "ERROR") or "must be DEBUG, INFO, WARNING or ERROR"
-            )
-        },
-    )
+    log_level: str = field(default="INFO", metadata={"check": check_log_level})
 
     def __post_init__(self) -> None:
         if not self.assets:

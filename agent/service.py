@@ -7,10 +7,8 @@ bounded executor. Pure parts (frames, windows, features, decision) are wired to 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from plantwatch.contract import STATUS_SCHEMA, ModelRef, agent_status_topic
 from plantwatch.log import event
 from plantwatch.models.registry import DEFAULT_REGISTRY, AnomalyModel, load_model
 from plantwatch.mqtt import BrokerSettings, MqttClient, RetainedStatus, TLSParameters, Will
+from plantwatch.runtime import keep_status_fresh, supervise
 
 log = logging.getLogger("plantwatch.agent")
 
@@ -122,11 +121,6 @@ class AgentService:
 
     async def run(self) -> int:
         """Read, analyse, store and publish until :meth:`stop`; 1 if a part failed, else 0."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # not possible outside the main thread (tests): the caller stops the service then
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
         event(
             log,
             logging.INFO,
@@ -135,24 +129,25 @@ class AgentService:
             agent=self.settings.agent_id,
             model=f"{self.model_ref.name}-{self.model_ref.version}",
             assets=len(self.analysers),
-            buffered=self.outbox.level()[0],
+            buffered=self._level[0],
         )
         await self.client.start()
-        tasks = [
-            asyncio.create_task(self.publisher.run(), name="publisher"),
-            asyncio.create_task(self._read_loop(), name="reader"),
-            asyncio.create_task(self._status_loop(), name="status"),
-        ]
-        stopper = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        failed = False
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                failed = True
-                event(log, logging.ERROR, "task_failed", task=task.get_name(), error=repr(task.exception()))
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        failed = await supervise(
+            log,
+            self._stop,
+            {
+                "publisher": self.publisher.run(),
+                "reader": self._read_loop(),
+                "status": keep_status_fresh(
+                    log,
+                    self.client,
+                    self.status_topic,
+                    lambda: self._status_payload("online"),
+                    interval_s=self.settings.status_interval_s,
+                    refresh=self._refresh_level,
+                ),
+            },
+        )
         await self.client.stop(publish_offline=(self.status_topic, self._status_payload("offline")))
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.outbox.close()
@@ -164,6 +159,9 @@ class AgentService:
             published=self.publisher.published,
         )
         return 1 if failed else 0
+
+    async def _refresh_level(self) -> None:
+        self._level = await asyncio.get_running_loop().run_in_executor(self.executor, self.outbox.level)
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -245,13 +243,3 @@ class AgentService:
                     seq=record.seq,
                     id=record.id,
                 )
-
-    async def _status_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.status_interval_s)
-            self._level = await asyncio.get_running_loop().run_in_executor(self.executor, self.outbox.level)
-            if self.client.is_connected:
-                try:
-                    await self.client.publish(self.status_topic, self._status_payload("online"), retain=True)
-                except Exception as error:  # noqa: BLE001 - the status is best effort; the next one follows
-                    event(log, logging.WARNING, "status_not_sent", reason=repr(error))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from plantwatch.agent.config import MqttSettings
-from plantwatch.config import check_name, check_positive
+from plantwatch.config import check_log_level, check_name, check_positive
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,4 @@ class GatewaySettings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     state_dir: str = "/var/lib/plantwatch-gateway"
     status_interval_s: float = field(default=30.0, metadata={"check": check_positive})
-    log_level: str = field(
-        default="INFO",
-        metadata={
-            "check": lambda v: (
-                v in ("DEBUG", "INFO", "WARNING", "ERROR") or "must be DEBUG, INFO, WARNING or ERROR"
-            )
-        },
-    )
+    log_level: str = field(default="INFO", metadata={"check": check_log_level})

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import random
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from plantwatch.gateway.policy import document_severity, notification_request
 from plantwatch.gateway.store import Document, GatewayStore
 from plantwatch.log import event
 from plantwatch.mqtt import BrokerSettings, Message, MqttClient, RetainedStatus, TLSParameters, Will
+from plantwatch.runtime import keep_status_fresh, supervise
 
 log = logging.getLogger("plantwatch.gateway")
 
@@ -113,10 +113,6 @@ class GatewayService:
 
     async def run(self) -> int:
         """Receive, decide, create documents until :meth:`stop`; 1 if a part failed, else 0."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
         event(
             log,
             logging.INFO,
@@ -126,21 +122,21 @@ class GatewayService:
             erp=self.adapter.name,
         )
         await self.client.start()
-        tasks = [
-            asyncio.create_task(self._receive_loop(), name="receiver"),
-            asyncio.create_task(self._erp_worker(), name="erp-worker"),
-            asyncio.create_task(self._status_loop(), name="status"),
-        ]
-        stopper = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        failed = False
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                failed = True
-                event(log, logging.ERROR, "task_failed", task=task.get_name(), error=repr(task.exception()))
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        failed = await supervise(
+            log,
+            self._stop,
+            {
+                "receiver": self._receive_loop(),
+                "erp-worker": self._erp_worker(),
+                "status": keep_status_fresh(
+                    log,
+                    self.client,
+                    self.status_topic,
+                    lambda: self._status_payload("online"),
+                    interval_s=self.settings.status_interval_s,
+                ),
+            },
+        )
         await self.client.stop(publish_offline=(self.status_topic, self._status_payload("offline")))
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()
@@ -256,12 +252,3 @@ class GatewayService:
             failure_mode=document.failure_mode,
             correlation_id=document.correlation_id,
         )
-
-    async def _status_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.status_interval_s)
-            if self.client.is_connected:
-                try:
-                    await self.client.publish(self.status_topic, self._status_payload("online"), retain=True)
-                except Exception as error:  # noqa: BLE001 - best effort; the next one follows
-                    event(log, logging.WARNING, "status_not_sent", reason=repr(error))

@@ -51,6 +51,14 @@ def check_name(value: str) -> bool | str:
     return bool(NAME_PATTERN.fullmatch(value)) or "must match [a-z0-9_-]+"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def check_log_level(value: str) -> bool | str:
+    """Check for a ``log_level`` key."""
+    return value in LOG_LEVELS or "must be " + ", ".join(LOG_LEVELS)
+
+
 def check_positive(value: float) -> bool | str:
     """Check for a number greater than zero."""
     return value > 0 or "must be greater than 0"

@@ -50,7 +50,12 @@ base_url = "http://127.0.0.1:8080"
 def run(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command as its console script would, through the interpreter running the tests."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
     )
 
 
@@ -89,7 +94,9 @@ def test_agent_check_config_accepts_a_good_file(tmp_path: Path) -> None:
 
 
 def test_agent_check_config_refuses_a_bad_key_with_exit_2_naming_it(tmp_path: Path) -> None:
-    bad = AGENT_TOML.replace('host = "127.0.0.1"', 'hostname = "127.0.0.1"').replace("port = 1883", "port = 0")
+    bad = AGENT_TOML.replace('host = "127.0.0.1"', 'hostname = "127.0.0.1"').replace(
+        "port = 1883", "port = 0"
+    )
     (tmp_path / "bad.toml").write_text(bad, encoding="utf-8")
     result = run(AGENT, "--config", "bad.toml", "--check-config", cwd=tmp_path)
     assert result.returncode == 2

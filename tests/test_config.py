@@ -74,7 +74,11 @@ def problems(tmp_path: Path, text: str, cls: type = AgentSettings) -> list[str]:
 def test_the_agent_example_loads(tmp_path: Path) -> None:
     settings = load(write(tmp_path, AGENT_TOML), AgentSettings)
     assert (settings.site, settings.agent_id, settings.serial.port) == ("plant1", "gw-line3", "/dev/ttyUSB0")
-    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.username) == ("broker.plant1.local", 8883, "gw-line3")
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.username) == (
+        "broker.plant1.local",
+        8883,
+        "gw-line3",
+    )
     pump, fan = settings.assets
     assert (pump.id, pump.vibration_channel, pump.temperature_channel) == ("pump-7", 0, 1)
     assert pump.bearing.orders() == {"bpfo": 3.585, "bpfi": 5.415, "bsf": 2.357, "ftf": 0.398}
@@ -141,7 +145,11 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_key(
         ('id = "pump-7"', 'id = "pump-7\\n"', "assets[0].id: must match [a-z0-9_-]+"),
         ('site = "plant1"', 'site = "plant 1"', "site: must match"),
         ("shaft_hz = 29.95", "shaft_hz = 0", "assets[0].shaft_hz: must be greater than 0"),
-        ("vibration_channel = 2", "vibration_channel = 256", "assets[1].vibration_channel: must be a channel"),
+        (
+            "vibration_channel = 2",
+            "vibration_channel = 256",
+            "assets[1].vibration_channel: must be a channel",
+        ),
         ("[serial]", "window_samples = 1000\n[serial]", "window_samples: must be a power of two"),
         ("[serial]", "overlap = 1.0\n[serial]", "overlap: must be within [0, 1)"),
         ("[serial]", 'log_level = "LOUD"\n[serial]', "log_level: must be DEBUG"),
@@ -155,7 +163,10 @@ def test_a_bad_value_is_refused_naming_the_key(tmp_path: Path, old: str, new: st
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (GATEWAY_TOML.replace('create_on = "warning"', 'create_on = "normal"'), "policy.create_on: 'normal' is not"),
+        (
+            GATEWAY_TOML.replace('create_on = "warning"', 'create_on = "normal"'),
+            "policy.create_on: 'normal' is not",
+        ),
         (GATEWAY_TOML.replace('kind = "sap"', 'kind = "oracle"'), "erp.kind: 'oracle' is not"),
         (GATEWAY_TOML.replace("https://s4", "ftp://s4"), "erp.base_url: must start with http"),
     ],
@@ -195,7 +206,9 @@ def test_several_problems_are_reported_together(tmp_path: Path) -> None:
 
 
 def test_a_channel_used_by_two_assets_is_refused(tmp_path: Path) -> None:
-    text = AGENT_TOML.replace("vibration_channel = 2", "vibration_channel = 1")  # pump-7's temperature channel
+    text = AGENT_TOML.replace(
+        "vibration_channel = 2", "vibration_channel = 1"
+    )  # pump-7's temperature channel
     (problem,) = problems(tmp_path, text)
     assert "channel 1 is used by both pump-7 and fan-2" in problem
 

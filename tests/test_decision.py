@@ -220,7 +220,12 @@ def test_more_separation_from_baseline_gives_more_confidence() -> None:
     for ratio in (5, 10, 40):
         features = dict(BASELINE, env_bsf_g=0.01 * ratio)
         mode, confidence, _ = diagnose(
-            features, BASELINE, shaft_hz=SHAFT_HZ, defect_orders=ORDERS, temperature_c=None, overheating_c=90.0
+            features,
+            BASELINE,
+            shaft_hz=SHAFT_HZ,
+            defect_orders=ORDERS,
+            temperature_c=None,
+            overheating_c=90.0,
         )
         assert mode == "ball"
         confidences.append(confidence)

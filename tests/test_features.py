@@ -137,9 +137,7 @@ def test_outer_race_impulse_train_stands_out_at_bpfo_and_not_at_other_defect_lin
     defect = impulse_train(BPFO_HZ)
     rng = np.random.default_rng(7)
     noise = rng.normal(0.0, defect.std(), size=SAMPLES)  # same RMS, no periodic impacts
-    features = vibration_features(
-        np.stack([defect, noise]), FS_HZ, shaft_hz=SHAFT_HZ, defect_orders=ORDERS
-    )
+    features = vibration_features(np.stack([defect, noise]), FS_HZ, shaft_hz=SHAFT_HZ, defect_orders=ORDERS)
     bpfo_defect, bpfo_noise = features["env_bpfo_g"]
     assert bpfo_defect > 0.1
     assert bpfo_defect > 20 * features["env_bpfi_g"][0]

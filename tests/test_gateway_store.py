@@ -83,7 +83,9 @@ def test_a_duplicate_message_id_is_dropped_and_leaves_the_ledger_unchanged(store
 # --- documents ---------------------------------------------------------------------------------------
 
 
-def test_the_first_alarm_for_an_asset_and_failure_mode_opens_one_pending_document(store: GatewayStore) -> None:
+def test_the_first_alarm_for_an_asset_and_failure_mode_opens_one_pending_document(
+    store: GatewayStore,
+) -> None:
     record = alert()
     accepted, document = take(store, record, now_s=1000.0)
     assert accepted
@@ -194,7 +196,11 @@ def test_document_failed_keeps_a_dead_letter_with_the_reason_and_frees_the_slot(
 
 def test_dead_letter_keeps_a_bad_payload_with_its_reason(store: GatewayStore) -> None:
     store.dead_letter(
-        source="mqtt", topic="plantwatch/v1/plant1/x/y/alert", payload=b"\xff", reason="payload: not UTF-8", now_s=5.0
+        source="mqtt",
+        topic="plantwatch/v1/plant1/x/y/alert",
+        payload=b"\xff",
+        reason="payload: not UTF-8",
+        now_s=5.0,
     )
     assert store.dead_letter_count() == 1
     assert tuple(store.conn.execute("SELECT payload, reason FROM dead_letters").fetchone()) == (

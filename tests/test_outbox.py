@@ -136,7 +136,9 @@ def test_level_counts_records_waiting_and_the_oldest_creation_time(outbox: Outbo
 def test_asset_memory_and_baseline_are_stored_with_the_records_and_loaded_back(outbox: Outbox) -> None:
     assert outbox.load_asset("pump-7") == (None, None)
     outbox.append([draft()], now_s=100.0, assets=[update(windows=3)])
-    outbox.append([draft()], now_s=101.0, assets=[update(windows=40, state="alarm"), update("fan-2", windows=1)])
+    outbox.append(
+        [draft()], now_s=101.0, assets=[update(windows=40, state="alarm"), update("fan-2", windows=1)]
+    )
     memory, baseline = outbox.load_asset("pump-7")
     assert memory is not None and json.loads(memory)["state"] == "alarm"
     assert baseline == (40, True, json.dumps({"rms_g": 0.2 * 40}))

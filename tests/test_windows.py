@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plantwatch.agent.windows import Windower, WindowBatch
+from plantwatch.agent.windows import WindowBatch, Windower
 
 FS_HZ = 1000.0  # one sample a millisecond: sample i of a stream is at T0_US + 1000 i
 T0_US = 1_700_000_000_000_000
