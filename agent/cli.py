@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.log_level or settings.log_level)
     from plantwatch.agent.service import AgentService, load_agent_model
-    from plantwatch.models.registry import ModelMismatch
+    from plantwatch.models.registry import ModelError
 
     if args.check_config:
         try:
             model = load_agent_model(settings)
-        except (ModelMismatch, OSError) as error:
+        except (ModelError, OSError) as error:
             print(f"plantwatch-agent: model refused: {error}", file=sys.stderr)
             return 2
         manifest = model.manifest
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         service = AgentService(settings)
-    except ModelMismatch as error:
+    except (ModelError, OSError) as error:
         logging.getLogger("plantwatch.agent").error("model_refused %s", error)
         return 2
     return asyncio.run(service.run())

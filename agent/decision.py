@@ -31,7 +31,8 @@ class DecisionSettings:
     persistence: int = 3
     """Consecutive windows at or above a level before the state rises to it."""
     clear_windows: int = 6
-    """Consecutive windows below the lower threshold × ``hysteresis`` before the state falls."""
+    """Consecutive windows below the lower threshold × ``hysteresis`` before the state falls (to the highest
+    level those windows held, judged with ``hysteresis``)."""
     hysteresis: float = 0.8
     alarm_repeat_s: float = 3600.0
     """While in alarm, repeat the alert this often (seconds of measurement time)."""

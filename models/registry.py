@@ -190,7 +190,7 @@ class Manifest:
     created_with: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not NAME_PATTERN.match(self.name):
+        if not NAME_PATTERN.fullmatch(self.name):
             raise ValueError(f"name {self.name!r} must match {NAME_PATTERN.pattern}")
         if not VERSION_PATTERN.match(self.version):
             raise ValueError(f"version {self.version!r} must be numbers separated by dots, e.g. 1.0.0")
@@ -501,7 +501,7 @@ def write_model(directory: Path, manifest: Manifest, model_content: bytes) -> tu
 
 
 def _select_manifest(directory: Path, name: str, version: str | None) -> Path:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
     candidates = find_manifests(directory, name)
     if version is None:

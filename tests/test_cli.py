@@ -112,11 +112,6 @@ def test_agent_check_config_refuses_a_missing_file_with_exit_2(tmp_path: Path) -
     assert "absent.toml: file not found" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/cli.py catches ModelMismatch and OSError only: ModelNotFound (and ManifestError) end in a "
-    "traceback with exit 1; catching ModelError there fixes it",
-)
 def test_agent_check_config_refuses_a_model_directory_without_the_model(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     text = AGENT_TOML.replace('state_dir = "state"', 'state_dir = "state"\nmodel_dir = "models"')
