@@ -11,7 +11,9 @@ import pytest
 from plantwatch.simulators.plant import Broker, find_mosquitto
 
 
-def wait_until(condition: Callable[[], object], *, timeout_s: float, what: str, poll_s: float = 0.1) -> object:
+def wait_until(
+    condition: Callable[[], object], *, timeout_s: float, what: str, poll_s: float = 0.1
+) -> object:
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -13,7 +13,9 @@ from tests.conftest import wait_until
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed (make setup installs it)"),
+    pytest.mark.skipif(
+        find_mosquitto() is None, reason="mosquitto is not installed (make setup installs it)"
+    ),
 ]
 
 STORED = re.compile(r"alert_stored .*?state=(\w+) .*?seq=(\d+) id=([0-9a-f-]{36})")
@@ -48,11 +50,15 @@ def plant(tmp_path: Path):
 
 def test_failing_bearing_becomes_exactly_one_notification(plant: Plant) -> None:
     plant.start(days=2.0, onset_days=0.5, speed=0)
-    wait_until(lambda: plant.check_running() or plant.machine_done(), timeout_s=120, what="the simulated run to end")
+    wait_until(
+        lambda: plant.check_running() or plant.machine_done(), timeout_s=120, what="the simulated run to end"
+    )
     wait_until(plant.notifications, timeout_s=60, what="a notification in SAP")
     wait_until(lambda: agent_outbox_rows(plant) == 0, timeout_s=60, what="the agent's outbox to drain")
     stored = stored_alerts(plant)
-    wait_until(lambda: len(gateway_inbox(plant)) == len(stored), timeout_s=30, what="every alert at the gateway")
+    wait_until(
+        lambda: len(gateway_inbox(plant)) == len(stored), timeout_s=30, what="every alert at the gateway"
+    )
 
     notes = plant.notifications()
     assert len(notes) == 1
@@ -85,10 +91,14 @@ def test_broker_restart_loses_no_alert_and_duplicates_no_notification(plant: Pla
     )
     assert plant.notifications() == []
     plant.broker.start()
-    wait_until(lambda: plant.check_running() or plant.machine_done(), timeout_s=120, what="the simulated run to end")
+    wait_until(
+        lambda: plant.check_running() or plant.machine_done(), timeout_s=120, what="the simulated run to end"
+    )
     wait_until(lambda: agent_outbox_rows(plant) == 0, timeout_s=90, what="the agent's outbox to drain")
     stored = stored_alerts(plant)
-    wait_until(lambda: len(gateway_inbox(plant)) == len(stored), timeout_s=60, what="every alert at the gateway")
+    wait_until(
+        lambda: len(gateway_inbox(plant)) == len(stored), timeout_s=60, what="every alert at the gateway"
+    )
     wait_until(plant.notifications, timeout_s=30, what="a notification in SAP")
 
     inbox = gateway_inbox(plant)
