@@ -381,7 +381,7 @@ class Client:
         self._client.on_publish = self._on_ack
         self._client.on_subscribe = self._on_ack
         self._client.on_message = self._on_message
-        self._client.connect("localhost", broker.port)
+        self._client.connect("127.0.0.1", broker.port)
         self._client.loop_start()
         self._wait(lambda: self.connect_result is not None, "CONNACK")
 
