@@ -5,6 +5,7 @@ end-to-end tests.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -70,6 +71,9 @@ class Broker:
         config = self.directory / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # started as root, Mosquitto switches to the "mosquitto" user and then cannot write its
+            # persistence file here: sessions (the gateway's subscription) would not survive a restart
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.directory}/\n"
