@@ -92,7 +92,8 @@ class AgentService:
         self._stop = asyncio.Event()
 
     def _status_payload(self, state: str) -> bytes:
-        # called from paho's thread on every connect: use the cached level, not the database
+        # called from paho's thread on every connect: the cached level (refreshed each status interval,
+        # not after every stored batch: a count over a large backlog does not belong on the hot path)
         waiting, oldest = self._level
         now = self.clock.now()
         body = {
@@ -228,7 +229,6 @@ class AgentService:
             drafts, now_s=self.clock.now(), assets=[a.update() for a in touched.values()]
         )
         self.windows_analysed += len(stored)
-        self._level = self.outbox.level()
         for record in stored:
             if record.is_alert:
                 event(

@@ -70,6 +70,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import quoteattr
 
 from plantwatch.clock import Clock, SystemClock
+from plantwatch.gateway.sap import utf16_length
 from plantwatch.log import event
 
 log = logging.getLogger("plantwatch.simulators.sap")
@@ -278,11 +279,6 @@ def error_body(
             },
         }
     }
-
-
-def utf16_length(text: str) -> int:
-    """Length of ``text`` in UTF-16 code units, the unit of an ABAP CHAR field's length."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def date_literal(epoch_s: float) -> str:
