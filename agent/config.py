@@ -46,6 +46,16 @@ def _check_window(value: int) -> bool | str:
     return (value >= 256 and value & (value - 1) == 0) or "must be a power of two ≥ 256"
 
 
+def _check_machine_class(value: str) -> bool | str:
+    from plantwatch.agent.features import ISO_ZONE_LIMITS_MM_S
+
+    return value in ISO_ZONE_LIMITS_MM_S or f"must be one of {', '.join(ISO_ZONE_LIMITS_MM_S)}"
+
+
+def _check_band(value: list[float]) -> bool | str:
+    return (len(value) == 2 and 0 < value[0] < value[1]) or "must be [low_hz, high_hz] with 0 < low < high"
+
+
 @dataclass(frozen=True)
 class SerialSettings:
     """The sensor's serial port."""
@@ -102,6 +112,15 @@ class AssetSettings:
     """Windows the asset's baseline is learned from when it is first seen."""
     alarm_repeat_s: float = field(default=3600.0, metadata={"check": check_positive})
     overheating_c: float = 90.0
+    machine_class: str = field(default="II", metadata={"check": _check_machine_class})
+    """ISO 10816 / 20816 class or group for the velocity zone: I, II, III, IV (10816-1) or
+    group1-rigid, group1-flexible, group2-rigid, group2-flexible (10816-3 / 20816-3)."""
+    estimate_speed: bool = False
+    """Estimate each window's shaft speed from its 1× line near ``shaft_hz`` (for variable-speed drives)."""
+    envelope_band_hz: list[float] = field(
+        default_factory=lambda: [2000.0, 8000.0], metadata={"check": _check_band}
+    )
+    """Band-pass before the envelope (Hz): around the structural resonances bearing impacts excite."""
 
     def __post_init__(self) -> None:
         if self.temperature_channel is not None and self.temperature_channel == self.vibration_channel:
@@ -121,6 +140,8 @@ class AgentSettings:
     model_dir: str | None = None
     """Folder of model files and manifests; default: the models shipped with plantwatch."""
     model: str = "anomaly-ae"
+    classifier: str | None = "fault-classifier"
+    """The fault classifier's name in the registry; empty to name faults from envelope lines only."""
     window_samples: int = field(default=4096, metadata={"check": _check_window})
     overlap: float = field(default=0.5, metadata={"check": _check_fraction})
     status_interval_s: float = field(default=30.0, metadata={"check": check_positive})

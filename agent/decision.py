@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from plantwatch.agent.features import ISO_ZONE_LIMITS_MM_S, zone_letter
+
 LEVELS = ("normal", "warning", "alarm")
 
 DEFECT_NAMES = {
@@ -15,11 +17,8 @@ DEFECT_NAMES = {
     "bsf": ("ball", "BSF"),
     "ftf": ("cage", "FTF"),
 }
-"""Envelope feature → (failure mode, the name an analyst uses)."""
-
-DEFECT_RATIO = 4.0
-"""An envelope line this many times its baseline names a bearing defect; below it the mode is unknown.
-Healthy envelope lines scatter by about ±50 % window to window, so 4× is well clear of that."""
+"""Envelope feature → (failure mode, the name an analyst uses); ``env_bsf_h2`` is the 2×BSF line at which a
+ball defect strikes the races."""
 
 
 @dataclass(frozen=True)
@@ -104,52 +103,104 @@ def decide(settings: DecisionSettings, memory: AssetState, score: float, now_s: 
     return Decision(state=memory.state, previous_state=previous, alert=changed or repeat)
 
 
+PROMINENCE = 3.0
+"""An envelope line this many times the envelope spectrum's floor stands out of the noise."""
+
+LINE_GROWTH = 2.0
+"""A line (envelope or running speed) this many times its commissioning median has grown."""
+
+
 def diagnose(
     features: Mapping[str, float],
     baseline: Mapping[str, float],
     *,
+    label: str,
+    label_confidence: float,
+    min_confidence: float,
     shaft_hz: float,
     defect_orders: Mapping[str, float],
+    machine_class: str,
     temperature_c: float | None,
     overheating_c: float,
 ) -> tuple[str, float, list[str]]:
-    """Name the likely failure mode from envelope lines against the asset's baseline.
+    """Name the likely failure mode and say why, in sentences a planner and an analyst read.
 
-    Returns ``(failure_mode, confidence 0..1, evidence sentences)``; ``unknown`` when the score is high
-    but no defect line stands out.
+    ``label`` and ``label_confidence`` are the fault classifier's answer for the window; it is taken when
+    its probability reaches ``min_confidence`` and it names a fault. Otherwise the envelope lines speak:
+    the defect whose lines stand out most (prominence over the envelope floor, growth over the asset's
+    baseline) names the mode with a modest confidence; with neither, an overheating bearing or
+    ``unknown``. Returns ``(failure_mode, confidence 0..1, evidence sentences)``; evidence lists the
+    classifier's answer, the defect lines, the running-speed lines, the ISO zone, impulsiveness and
+    temperature, strongest first.
     """
     evidence: list[str] = []
-    best_mode, best_ratio = "unknown", 0.0
-    for key, (mode, label) in DEFECT_NAMES.items():
-        name = f"env_{key}_g"
-        if name not in features or key not in defect_orders:
+    mode, confidence = "unknown", 0.5
+    if label not in ("healthy", "unknown") and label_confidence >= min_confidence:
+        mode, confidence = label, label_confidence
+        evidence.append(f"Fault classifier: {label.replace('_', ' ')} (probability {label_confidence:.2f})")
+    floor = max(features.get("env_floor_g", 0.0), 1e-9)
+    best_line, best_strength = "unknown", 0.0
+    for key, (defect_mode, name) in DEFECT_NAMES.items():
+        order = defect_orders.get(key, 0.0)
+        if order <= 0 or f"env_{key}_g" not in features:
             continue
-        reference = max(baseline.get(name, 0.0), 1e-6)
-        ratio = features[name] / reference
-        if ratio >= DEFECT_RATIO:
-            order = defect_orders[key]
+        lines = [features.get(f"env_{key}{suffix}_g", 0.0) for suffix in ("", "_h2", "_h3")]
+        prominent = [h + 1 for h, value in enumerate(lines) if value / floor >= PROMINENCE]
+        reference = baseline.get(f"env_{key}_g", 0.0)
+        growth = lines[0] / reference if reference > 0 else 0.0
+        if not prominent or (reference > 0 and growth < LINE_GROWTH and 1 not in prominent):
+            continue
+        strength = max(lines) / floor
+        harmonics = ", ".join(f"{h}×" for h in prominent)
+        sideband = features.get(f"env_{key}_sb_g", 0.0)
+        modulation = "FTF" if key == "bsf" else "1× shaft"
+        text = (
+            f"{name} {order:.2f}× ({order * shaft_hz:.1f} Hz) in the envelope: harmonics {harmonics} stand "
+            f"{strength:.0f}× above the floor; {lines[0]:.3f} g"
+        )
+        if reference > 0:
+            text += f", {growth:.1f}× baseline"
+        if sideband / floor >= PROMINENCE:
+            text += f"; sidebands at ±{modulation}"
+        evidence.append(text)
+        if strength > best_strength:
+            best_line, best_strength = defect_mode, strength
+    if mode == "unknown" and best_line != "unknown":
+        mode, confidence = best_line, 0.6
+    for name, label_text in (("order_1x_g", "1×"), ("order_2x_g", "2×"), ("order_3x_g", "3×")):
+        reference = baseline.get(name, 0.0)
+        value = features.get(name, 0.0)
+        if reference > 0 and value / reference >= LINE_GROWTH:
+            multiple = {"1×": 1, "2×": 2, "3×": 3}[label_text]
             evidence.append(
-                f"{label} {order:.2f}× ({order * shaft_hz:.1f} Hz): {features[name]:.3f} g in the envelope, "
-                f"{ratio:.0f}× baseline"
+                f"{label_text} running speed ({multiple * shaft_hz:.1f} Hz): {value:.3f} g, "
+                f"{value / reference:.1f}× baseline"
             )
-            if ratio > best_ratio:
-                best_mode, best_ratio = mode, ratio
-    for name, label in (("kurtosis", "Kurtosis"), ("crest_factor", "Crest factor"), ("rms_g", "RMS")):
-        if name in features and name in baseline and baseline[name] > 0:
-            ratio = features[name] / baseline[name]
-            if ratio >= 1.5:
-                unit = " g" if name.endswith("_g") else ""
-                evidence.append(
-                    f"{label} {features[name]:.2f}{unit}, {ratio:.1f}× baseline ({baseline[name]:.2f}{unit})"
-                )
-    if temperature_c is not None and temperature_c >= overheating_c:
-        evidence.append(f"Bearing temperature {temperature_c:.1f} °C, above the {overheating_c:.0f} °C limit")
-        if best_mode == "unknown":
-            best_mode = "overheating"
-    if best_mode in ("unknown", "overheating"):
-        confidence = 0.5
-    else:
-        # more separation from the baseline, more confidence; saturates near 1
-        confidence = round(min(0.99, 1.0 - DEFECT_RATIO / best_ratio / 2), 2)
-    evidence.sort(key=lambda line: 0 if " envelope" in line else 1)
-    return best_mode, confidence, evidence
+    velocity = features.get("velocity_rms_mm_s")
+    if velocity is not None:
+        zone = zone_letter(features.get("iso_zone", 1.0))
+        limits = ISO_ZONE_LIMITS_MM_S.get(machine_class)
+        boundary = f", B/C boundary {limits[1]:g} mm/s" if limits else ""
+        evidence.append(
+            f"Velocity {velocity:.2f} mm/s RMS (10–1000 Hz): ISO 10816 zone {zone} for class {machine_class}"
+            f"{boundary}"
+        )
+    for name, text in (("kurtosis", "Kurtosis"), ("crest_factor", "Crest factor"), ("rms_g", "RMS")):
+        reference = baseline.get(name, 0.0)
+        if name in features and reference > 0 and features[name] / reference >= 1.5:
+            unit = " g" if name.endswith("_g") else ""
+            evidence.append(
+                f"{text} {features[name]:.2f}{unit}, {features[name] / reference:.1f}× baseline ({reference:.2f}{unit})"
+            )
+    if temperature_c is not None:
+        slope = features.get("temperature_slope_c_per_h", 0.0)
+        if temperature_c >= overheating_c:
+            evidence.append(
+                f"Bearing temperature {temperature_c:.1f} °C, above the {overheating_c:.0f} °C limit "
+                f"(rising {slope:.1f} °C/h)"
+            )
+            if mode == "unknown":
+                mode = "overheating"
+        elif slope >= 5.0:
+            evidence.append(f"Bearing temperature {temperature_c:.1f} °C, rising {slope:.1f} °C/h")
+    return mode, confidence, evidence

@@ -48,6 +48,13 @@ MIGRATIONS = [
     );
     CREATE TABLE asset_state (asset TEXT PRIMARY KEY, memory TEXT NOT NULL, updated_at REAL NOT NULL)
     """,
+    # 2: the baseline becomes the asset's learned normal (medians, spreads, threshold, drift) as one JSON
+    # document; running sums of the first version cannot be converted, so those assets commission again
+    """
+    DROP TABLE baseline;
+    CREATE TABLE baseline (asset TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
+    CREATE TABLE recommission (asset TEXT PRIMARY KEY, requested_at REAL NOT NULL)
+    """,
 ]
 
 
@@ -68,9 +75,7 @@ class AssetUpdate:
 
     asset: str
     memory: str
-    baseline_windows: int
-    baseline_complete: bool
-    baseline_sums: str
+    baseline: str
 
 
 @dataclass(frozen=True)
@@ -166,16 +171,11 @@ class Outbox:
     # --- per-asset memory ---------------------------------------------------------------------------
 
     @_serialised
-    def load_asset(self, asset: str) -> tuple[str | None, tuple[int, bool, str] | None]:
-        """``(memory JSON or None, (baseline windows, complete, sums JSON) or None)`` of ``asset``."""
+    def load_asset(self, asset: str) -> tuple[str | None, str | None]:
+        """``(memory JSON or None, baseline JSON or None)`` of ``asset``."""
         memory = self.conn.execute("SELECT memory FROM asset_state WHERE asset = ?", (asset,)).fetchone()
-        baseline = self.conn.execute(
-            "SELECT windows, complete, sums FROM baseline WHERE asset = ?", (asset,)
-        ).fetchone()
-        return (
-            memory[0] if memory else None,
-            (baseline[0], bool(baseline[1]), baseline[2]) if baseline else None,
-        )
+        baseline = self.conn.execute("SELECT state FROM baseline WHERE asset = ?", (asset,)).fetchone()
+        return (memory[0] if memory else None, baseline[0] if baseline else None)
 
     @staticmethod
     def _save_asset(conn: sqlite3.Connection, update: AssetUpdate, now_s: float) -> None:
@@ -185,17 +185,28 @@ class Outbox:
             (update.asset, update.memory, now_s),
         )
         conn.execute(
-            "INSERT INTO baseline VALUES (?, ?, ?, ?, ?) ON CONFLICT (asset) DO UPDATE SET"
-            " windows = excluded.windows, complete = excluded.complete, sums = excluded.sums,"
-            " updated_at = excluded.updated_at",
-            (
-                update.asset,
-                update.baseline_windows,
-                int(update.baseline_complete),
-                update.baseline_sums,
-                now_s,
-            ),
+            "INSERT INTO baseline VALUES (?, ?, ?) ON CONFLICT (asset) DO UPDATE SET"
+            " state = excluded.state, updated_at = excluded.updated_at",
+            (update.asset, update.baseline, now_s),
         )
+
+    @_serialised
+    def request_recommission(self, asset: str, now_s: float) -> None:
+        """Ask the running (or next) agent to learn ``asset``'s normal again."""
+        with transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO recommission VALUES (?, ?) ON CONFLICT (asset) DO UPDATE SET"
+                " requested_at = excluded.requested_at",
+                (asset, now_s),
+            )
+
+    @_serialised
+    def take_recommission_requests(self) -> list[str]:
+        """The assets whose recommissioning was requested, removing the requests."""
+        with transaction(self.conn):
+            rows = self.conn.execute("SELECT asset FROM recommission ORDER BY requested_at").fetchall()
+            self.conn.execute("DELETE FROM recommission")
+        return [row[0] for row in rows]
 
     @_serialised
     def close(self) -> None:

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from plantwatch.agent.analysis import AssetAnalyser
+from plantwatch.agent.baseline import ANOMALY_INPUTS, CLASSIFIER_INPUTS
 from plantwatch.agent.config import AgentSettings
-from plantwatch.agent.features import ANOMALY_FEATURES
 from plantwatch.agent.frames import Frame
 from plantwatch.agent.outbox import Outbox
 from plantwatch.agent.publisher import Publisher
@@ -22,9 +22,15 @@ from plantwatch.agent.serial_input import SerialInputError, SerialReader
 from plantwatch.agent.windows import WindowBatch, Windower
 from plantwatch.clock import Clock, SystemClock, rfc3339
 from plantwatch.config import secret
-from plantwatch.contract import STATUS_SCHEMA, ModelRef, agent_status_topic
+from plantwatch.contract import STATUS_SCHEMA, agent_status_topic
 from plantwatch.log import event
-from plantwatch.models.registry import DEFAULT_REGISTRY, AnomalyModel, load_model
+from plantwatch.models.registry import (
+    CLASSIFIER_KIND,
+    DEFAULT_REGISTRY,
+    AnomalyModel,
+    FaultClassifier,
+    load_model,
+)
 from plantwatch.mqtt import BrokerSettings, MqttClient, RetainedStatus, TLSParameters, Will
 from plantwatch.runtime import keep_status_fresh, supervise
 
@@ -34,10 +40,17 @@ EXECUTOR_THREADS = 2
 """Serial reads and analysis each get a thread; more would only contend for the GIL and two cores."""
 
 
-def load_agent_model(settings: AgentSettings) -> AnomalyModel:
-    """The configured anomaly model, verified against its manifest (raises ``ModelMismatch``)."""
+def load_agent_models(settings: AgentSettings) -> tuple[AnomalyModel, FaultClassifier | None]:
+    """The configured anomaly model and fault classifier, each verified against its manifest and the
+    inputs the agent computes (raises ``ModelMismatch``, ``ModelNotFound``)."""
     directory = Path(settings.model_dir) if settings.model_dir else DEFAULT_REGISTRY
-    return load_model(directory, settings.model, expected_features=ANOMALY_FEATURES)
+    anomaly = load_model(directory, settings.model, expected_features=ANOMALY_INPUTS)
+    classifier = None
+    if settings.classifier:
+        classifier = load_model(
+            directory, settings.classifier, expected_features=CLASSIFIER_INPUTS, kind=CLASSIFIER_KIND
+        )
+    return anomaly, classifier
 
 
 def broker_settings(settings: AgentSettings) -> BrokerSettings:
@@ -61,9 +74,7 @@ class AgentService:
     def __init__(self, settings: AgentSettings, *, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.model = load_agent_model(settings)
-        manifest = self.model.manifest
-        self.model_ref = ModelRef(name=manifest.name, version=manifest.version, sha256=manifest.sha256)
+        self.model, self.classifier = load_agent_models(settings)
         state_dir = Path(settings.state_dir)
         self.outbox = Outbox(state_dir / "agent.sqlite", agent=settings.agent_id)
         self.windower = Windower(window_samples=settings.window_samples, overlap=settings.overlap)
@@ -72,7 +83,12 @@ class AgentService:
         for asset in settings.assets:
             memory, baseline = self.outbox.load_asset(asset.id)
             analyser = AssetAnalyser(
-                settings, asset, model_threshold=manifest.threshold, memory_json=memory, baseline=baseline
+                settings,
+                asset,
+                anomaly=self.model,
+                classifier=self.classifier,
+                memory_json=memory,
+                baseline_json=baseline,
             )
             self.analysers[asset.vibration_channel] = analyser
             if asset.temperature_channel is not None:
@@ -96,6 +112,8 @@ class AgentService:
         # not after every stored batch: a count over a large backlog does not belong on the hot path)
         waiting, oldest = self._level
         now = self.clock.now()
+        a = next(iter(self.analysers.values())).anomaly_ref
+        c = next(iter(self.analysers.values())).classifier_ref
         body = {
             "schema": STATUS_SCHEMA,
             "ts": rfc3339(now),
@@ -104,15 +122,11 @@ class AgentService:
             "state": state,
             "buffered_records": waiting,
             "oldest_record_age_s": round(now - oldest, 3) if oldest is not None else 0.0,
-            "model": {
-                "name": self.model_ref.name,
-                "version": self.model_ref.version,
-                "sha256": self.model_ref.sha256,
-            },
-            "baseline": {
-                a.asset.id: {"windows": a.baseline.windows, "complete": a.baseline.complete}
-                for a in self.analysers.values()
-            },
+            "model": {"name": a.name, "version": a.version, "sha256": a.sha256},
+            "classifier": (
+                {"name": c.name, "version": c.version, "sha256": c.sha256} if c is not None else None
+            ),
+            "assets": {analyser.asset.id: analyser.status() for analyser in self.analysers.values()},
         }
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -128,7 +142,12 @@ class AgentService:
             "agent_starting",
             site=self.settings.site,
             agent=self.settings.agent_id,
-            model=f"{self.model_ref.name}-{self.model_ref.version}",
+            model=f"{self.model.manifest.name}-{self.model.manifest.version}",
+            classifier=(
+                f"{self.classifier.manifest.name}-{self.classifier.manifest.version}"
+                if self.classifier
+                else None
+            ),
             assets=len(self.analysers),
             buffered=self._level[0],
         )
@@ -162,7 +181,15 @@ class AgentService:
         return 1 if failed else 0
 
     async def _refresh_level(self) -> None:
-        self._level = await asyncio.get_running_loop().run_in_executor(self.executor, self.outbox.level)
+        loop = asyncio.get_running_loop()
+        self._level = await loop.run_in_executor(self.executor, self.outbox.level)
+        for asset in await loop.run_in_executor(self.executor, self.outbox.take_recommission_requests):
+            analyser = next((a for a in self.analysers.values() if a.asset.id == asset), None)
+            if analyser is None:
+                event(log, logging.WARNING, "recommission_unknown_asset", asset=asset)
+                continue
+            # between batches: the analysis runs in the executor, and so does this
+            await loop.run_in_executor(self.executor, analyser.recommission)
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -202,7 +229,9 @@ class AgentService:
             if frame.channel in self.temperature_channels:
                 values = frame.values()
                 if values.size:
-                    self.temperature_channels[frame.channel].temperature_c = float(values[-1])
+                    self.temperature_channels[frame.channel].add_temperature(
+                        frame.timestamp_us / 1e6, float(values[-1])
+                    )
                 continue
             analyser = self.analysers.get(frame.channel)
             if analyser is None:
@@ -223,7 +252,7 @@ class AgentService:
         drafts = []
         touched: dict[str, AssetAnalyser] = {}
         for analyser, batch in batches:
-            drafts.extend(analyser.analyse(batch, self.model.score, self.model_ref))
+            drafts.extend(analyser.analyse(batch))
             touched[analyser.asset.id] = analyser
         stored = self.outbox.append(
             drafts, now_s=self.clock.now(), assets=[a.update() for a in touched.values()]

@@ -39,10 +39,12 @@ import numpy as np
 from plantwatch.log import event
 from plantwatch.models.registry import (
     ANOMALY_KIND,
+    CLASSIFIER_KIND,
     DEFAULT_REGISTRY,
     LOG_FLOOR,
     AnomalyModel,
     Calibration,
+    FaultClassifier,
     InputSpec,
     Manifest,
     TensorSpec,
@@ -57,15 +59,18 @@ from plantwatch.models.registry import (
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "anomaly-ae"
-DEFAULT_VERSION = "1.0.0"
-DEFAULT_GENERATOR = "plantwatch.models.dataset.healthy_training_features"
+DEFAULT_VERSION = "2.0.0"
+CLASSIFIER_NAME = "fault-classifier"
+CLASSIFIER_VERSION = "1.0.0"
+DEFAULT_GENERATOR = "plantwatch.models.dataset.simulated_training_set"
+DEFAULT_MACHINES = 160
+SEVERITY_TEXT = "0.02-1 (log-uniform)"
 
-HIDDEN_UNITS = 8
-BOTTLENECK_UNITS = 3
-"""Narrower than the input, so the network must learn how healthy features move together (peak = crest
-factor x rms, band energy follows rms) instead of copying its input; 3 of 5 leaves room for the
-independent ways healthy machines differ (load, impulsiveness) and no room for faults that break the
-relations."""
+HIDDEN_UNITS = 16
+BOTTLENECK_UNITS = 4
+"""Narrower than the input, so the network must learn how a healthy machine's features move together
+around its own baseline (RMS with band energy, peak with crest factor) instead of copying its input;
+faults break those relations."""
 
 CALIBRATION_FRACTION = 0.25
 """Share of the healthy rows held out of training to calibrate the score; enough rows for a p99.9."""
@@ -131,17 +136,22 @@ def split_rows(
     return np.sort(order[held_out:]), np.sort(order[:held_out])
 
 
-def fit_standardisation(logged: np.ndarray, feature_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def fit_standardisation(
+    logged: np.ndarray, feature_names: Sequence[str], *, allow_constant: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation of log features ``(n, k)``, for ``z = (v - mean) / std``.
 
     Raises :class:`ValueError` naming a feature that is (nearly) constant: it carries no information and
-    would divide by zero.
+    would divide by zero. With ``allow_constant`` such a feature gets a standard deviation of 1 instead
+    (a band above one sensor's Nyquist frequency is constant in data from that sensor alone).
     """
     mean = logged.mean(axis=0)
     std = logged.std(axis=0)
-    for name, value in zip(feature_names, std, strict=True):
+    for index, (name, value) in enumerate(zip(feature_names, std, strict=True)):
         if not value > 1e-6:
-            raise ValueError(f"feature {name!r} is constant in the training rows (log std {value:.3g})")
+            if not allow_constant:
+                raise ValueError(f"feature {name!r} is constant in the training rows (log std {value:.3g})")
+            std[index] = 1.0
     return mean, std
 
 
@@ -391,6 +401,150 @@ def train_anomaly_model(
     return manifest
 
 
+CLASSIFIER_HIDDEN = (32, 16)
+CLASSIFIER_EPOCHS = 60
+CLASSIFIER_MIN_CONFIDENCE = 0.5
+"""A fault is named only when the classifier gives it at least this probability; below it the failure
+mode is ``unknown`` and the evidence speaks for itself."""
+
+
+def _classifier(tf: Any, k: int, classes: int) -> Any:
+    keras = tf.keras
+    inputs = keras.Input(shape=(k,), name="features")
+    hidden = inputs
+    for index, units in enumerate(CLASSIFIER_HIDDEN):
+        hidden = keras.layers.Dense(units, activation="relu", name=f"hidden{index + 1}")(hidden)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="probabilities")(hidden)
+    model = keras.Model(inputs, outputs, name="fault_classifier")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def train_classifier(
+    features: np.ndarray,
+    feature_names: Sequence[str],
+    labels: Sequence[str],
+    *,
+    classes: Sequence[str],
+    name: str,
+    version: str,
+    out_dir: Path,
+    seed: int = 7,
+    trained_on: str,
+    generator: str = "",
+    epochs: int = CLASSIFIER_EPOCHS,
+    register: bool = True,
+) -> tuple[Manifest, bytes]:
+    """Train, quantize and register an int8 fault classifier on labelled feature rows.
+
+    ``features`` has shape ``(n, k)`` (positive values; the model takes their log, standardised like the
+    anomaly model's inputs), ``labels`` one class name per row, ``classes`` the output columns in order.
+    Classes are weighted inversely to their counts. A held-out quarter (stratified by the seeded split)
+    measures the **int8** model's accuracy and per-class recall into the manifest's ``evaluation``.
+    With ``register`` the model is written to ``out_dir`` and loaded back through :func:`load_model`;
+    without, nothing is written (an evaluation trains throw-away models). Returns the manifest and the
+    model bytes.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    names = tuple(feature_names)
+    class_names = tuple(classes)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"features must have shape (n, {len(names)}) for {list(names)}, not {x.shape}")
+    if len(labels) != x.shape[0]:
+        raise ValueError(f"{len(labels)} labels for {x.shape[0]} rows")
+    unknown = sorted(set(labels) - set(class_names))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the classes {list(class_names)}")
+    if not np.isfinite(x).all():
+        raise ValueError("rows hold NaN or infinite features; clean the training data first")
+    y = np.array([class_names.index(label) for label in labels])
+    counts = np.bincount(y, minlength=len(class_names))
+    if (counts == 0).any():
+        missing = [c for c, n in zip(class_names, counts, strict=True) if n == 0]
+        raise ValueError(f"no training rows for classes {missing}")
+
+    tf = import_tensorflow()
+    train_rows, held_rows = split_rows(x.shape[0], seed=seed)
+    logged = log_features(x, LOG_FLOOR)
+    mean, std = fit_standardisation(logged[train_rows], names, allow_constant=True)
+    z = ((logged - mean) / std).astype(np.float32)
+    weights = {i: float(len(y) / (len(class_names) * n)) for i, n in enumerate(counts)}
+    event(log, logging.INFO, "training_started", model=name, version=version, rows=len(train_rows), seed=seed)
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    network = _classifier(tf, len(names), len(class_names))
+    network.fit(
+        z[train_rows],
+        y[train_rows],
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        shuffle=True,
+        verbose=0,
+        class_weight=weights,
+        callbacks=[_progress_callback(tf, name, epochs)],
+    )
+    picks = np.linspace(0, len(train_rows) - 1, num=min(REPRESENTATIVE_ROWS, len(train_rows))).astype(int)
+    content = _convert_int8(tf, network, z[train_rows][picks])
+    if len(content) > MAX_MODEL_BYTES:
+        raise ValueError(f"the model is {len(content)} bytes, over the {MAX_MODEL_BYTES}-byte edge budget")
+    from plantwatch.models.interpreter import make_interpreter
+
+    interpreter = make_interpreter(content)
+    manifest = Manifest(
+        name=name,
+        version=version,
+        sha256=sha256_hex(content),
+        file=model_file_name(name, version),
+        kind=CLASSIFIER_KIND,
+        input=InputSpec(
+            features=names,
+            transform="log",
+            log_floor=LOG_FLOOR,
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+            tensor=_tensor_spec(interpreter.get_input_details()[0]),
+        ),
+        output=_tensor_spec(interpreter.get_output_details()[0]),
+        labels=class_names,
+        threshold=CLASSIFIER_MIN_CONFIDENCE,
+        calibration=Calibration(rows=0, p50=0.0, p99=0.0, p99_9=0.0, max=0.0),
+        trained_on=TrainedOn(description=trained_on, generator=generator, seed=seed, rows=int(x.shape[0])),
+        created_with=_created_with(tf),
+    )
+    model = FaultClassifier(manifest, content, source=model_file_name(name, version))
+    predicted, confidence = model.classify(x[held_rows])
+    truth = [class_names[i] for i in y[held_rows]]
+    hits = np.array([p == t for p, t in zip(predicted, truth, strict=True)])
+    evaluation: dict[str, float] = {
+        "held_out_rows": float(len(held_rows)),
+        "held_out_accuracy_int8": float(hits.mean()),
+    }
+    for label in class_names:
+        mine = np.array([t == label for t in truth])
+        if mine.any():
+            evaluation[f"held_out_recall_{label}"] = float(hits[mine].mean())
+    calibration = calibrate(confidence)
+    manifest = dataclasses.replace(manifest, calibration=calibration, evaluation=evaluation)
+    if register:
+        write_model(out_dir, manifest, content)
+        load_model(out_dir, name, expected_features=names, version=version, kind=CLASSIFIER_KIND)
+    event(
+        log,
+        logging.INFO,
+        "training_finished",
+        model=name,
+        version=version,
+        size_bytes=len(content),
+        accuracy=round(evaluation["held_out_accuracy_int8"], 4),
+    )
+    return manifest, content
+
+
 def select_columns(features: np.ndarray, feature_names: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
     """The columns of ``features`` named ``wanted``, in that order; :class:`ValueError` names any missing.
 
@@ -404,32 +558,56 @@ def select_columns(features: np.ndarray, feature_names: Sequence[str], wanted: S
     return np.asarray(features)[:, [names.index(name) for name in wanted]]
 
 
-def build_default_models(out_dir: Path = DEFAULT_REGISTRY, *, seed: int = 7) -> list[Manifest]:
-    """Build the models plantwatch ships, from simulated healthy machines, into ``out_dir``.
+def build_default_models(
+    out_dir: Path = DEFAULT_REGISTRY, *, seed: int = 7, machines: int = DEFAULT_MACHINES
+) -> list[Manifest]:
+    """Build the models plantwatch ships, from simulated machines only, into ``out_dir``.
 
-    Today that is one: the anomaly autoencoder ``anomaly-ae`` 1.0.0 on
-    :data:`plantwatch.agent.features.ANOMALY_FEATURES`, in that order. The rows
-    come from :func:`plantwatch.models.dataset.healthy_training_features` with the same ``seed``; the
-    dataset may hold more columns than the model uses. Returns the manifests written.
+    Two models, both on inputs relative to each machine's own commissioning baseline
+    (:mod:`plantwatch.agent.baseline`): the anomaly autoencoder ``anomaly-ae`` on
+    :data:`~plantwatch.agent.baseline.ANOMALY_INPUTS`, learned from healthy windows only, and the fault
+    classifier ``fault-classifier`` on :data:`~plantwatch.agent.baseline.CLASSIFIER_INPUTS` with the labels
+    :data:`plantwatch.models.dataset.CLASSES`. The rows come from
+    :func:`plantwatch.models.dataset.simulated_training_set` with the same ``seed``. Returns the manifests
+    written.
     """
-    import_tensorflow()  # fail before the slow simulation, not after it
-    # the agent's feature names are the one source of truth for what the model is fed
-    from plantwatch.agent.features import ANOMALY_FEATURES
-    from plantwatch.models.dataset import healthy_training_features
+    import_tensorflow()  # fail before the simulation, not after it
+    from plantwatch.agent.baseline import ANOMALY_INPUTS, CLASSIFIER_INPUTS
+    from plantwatch.models.dataset import CLASSES, simulated_training_set
 
-    features, feature_names = healthy_training_features(seed=seed)
-    rows = select_columns(features, feature_names, ANOMALY_FEATURES)
-    manifest = train_anomaly_model(
-        rows,
-        ANOMALY_FEATURES,
+    def progress(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            event(log, logging.INFO, "simulating", machines=f"{done}/{total}")
+
+    data = simulated_training_set(seed=seed, machines=machines, progress=progress)
+    description = (
+        f"Simulated machines only: {machines} random machines (shaft 10-60 Hz, six bearing types, "
+        f"resonances 1.5-6 kHz, loads 0-1, 12 and 25.6 kHz sensors), each judged against its own "
+        f"commissioning baseline; seed {seed}."
+    )
+    anomaly = train_anomaly_model(
+        data.healthy,
+        ANOMALY_INPUTS,
         name=DEFAULT_NAME,
         version=DEFAULT_VERSION,
         out_dir=Path(out_dir),
         seed=seed,
+        trained_on=f"{data.healthy.shape[0]} healthy windows after commissioning. {description}",
+        generator=DEFAULT_GENERATOR,
+    )
+    classifier, _ = train_classifier(
+        data.labelled,
+        CLASSIFIER_INPUTS,
+        data.labels,
+        classes=CLASSES,
+        name=CLASSIFIER_NAME,
+        version=CLASSIFIER_VERSION,
+        out_dir=Path(out_dir),
+        seed=seed,
         trained_on=(
-            f"Healthy vibration windows of plantwatch's simulated machines, {rows.shape[0]} rows "
-            f"(dataset and training seed {seed})."
+            f"{data.labelled.shape[0]} windows, healthy and six failure modes at severities "
+            f"{SEVERITY_TEXT}. {description}"
         ),
         generator=DEFAULT_GENERATOR,
     )
-    return [manifest]
+    return [anomaly, classifier]

@@ -65,7 +65,9 @@ def inspect_registry(directory: Path) -> list[RegistryEntry]:
         try:
             manifest = read_manifest(manifest_path)
             sha256 = manifest.sha256
-            load_model(directory, name, expected_features=manifest.features, version=version)
+            load_model(
+                directory, name, expected_features=manifest.features, version=version, kind=manifest.kind
+            )
         except ModelError as error:
             problem = str(error)
         entries.append(RegistryEntry(name, version, sha256, size, not problem, problem))
@@ -118,10 +120,16 @@ def _command_build(arguments: argparse.Namespace) -> int:
     ]
     print(_table(entries))
     for manifest in manifests:
-        print(
-            f"{manifest.name} {manifest.version}: threshold {manifest.threshold:.4g} "
-            f"(calibration p99.9 {manifest.calibration.p99_9:.4g} over {manifest.calibration.rows} rows)"
-        )
+        if manifest.kind == "fault-classifier":
+            print(
+                f"{manifest.name} {manifest.version}: {len(manifest.labels)} classes, held-out int8 accuracy "
+                f"{manifest.evaluation.get('held_out_accuracy_int8', float('nan')):.4f}"
+            )
+        else:
+            print(
+                f"{manifest.name} {manifest.version}: threshold {manifest.threshold:.4g} "
+                f"(calibration p99.9 {manifest.calibration.p99_9:.4g} over {manifest.calibration.rows} rows)"
+            )
     return EXIT_OK if all(entry.verified for entry in entries) else EXIT_FAILED
 
 
@@ -164,6 +172,71 @@ def _command_verify(arguments: argparse.Namespace) -> int:
     failed = sum(not entry.verified for entry in entries)
     print(f"{len(entries) - failed} verified, {failed} failed", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _command_evaluate(arguments: argparse.Namespace) -> int:
+    from plantwatch.models import evaluate as evaluation
+    from plantwatch.models.realdata import RealDataError
+
+    registry = Path(arguments.registry)
+    try:
+        if arguments.layout == "cwru":
+            train = arguments.train or arguments.folder
+            test = arguments.test or arguments.folder
+            if not train or not test:
+                print("plantwatch-models: give FOLDER, or both --train and --test", file=sys.stderr)
+                return EXIT_USAGE
+            figures = evaluation.evaluate_cwru(
+                Path(train),
+                Path(test),
+                train_loads=evaluation._parse_numbers(arguments.train_loads),
+                test_loads=evaluation._parse_numbers(arguments.test_loads),
+                train_sizes=evaluation._parse_numbers(arguments.train_sizes),
+                test_sizes=evaluation._parse_numbers(arguments.test_sizes),
+                window_samples=arguments.window,
+                registry=registry,
+                train_classifier_here=not arguments.no_train,
+                seed=arguments.seed,
+                progress=evaluation.log_progress,
+            )
+            print(evaluation.cwru_report(figures))
+        else:
+            if not arguments.folder:
+                print("plantwatch-models: run-to-failure needs FOLDER", file=sys.stderr)
+                return EXIT_USAGE
+            folder = Path(arguments.folder)
+            rpm = arguments.rpm or evaluation.pronostia_rpm(folder)
+            if rpm is None:
+                print("plantwatch-models: give --rpm (the folder is not named BearingC_n)", file=sys.stderr)
+                return EXIT_USAGE
+            from plantwatch.simulators.machine import BEARINGS
+
+            name = arguments.bearing or "PRONOSTIA"
+            if name not in BEARINGS:
+                print(
+                    f"plantwatch-models: unknown bearing {name!r}; known: {', '.join(BEARINGS)}",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            figures = evaluation.evaluate_run_to_failure(
+                folder,
+                rpm=rpm,
+                orders=BEARINGS[name].defect_orders(),
+                channel=arguments.channel,
+                commissioning_fraction=arguments.commissioning_fraction,
+                registry=registry,
+                progress=evaluation.log_progress,
+            )
+            print(evaluation.run_to_failure_report(figures))
+    except (RealDataError, ValueError, ModelError) as error:
+        print(f"plantwatch-models: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except ImportError as error:
+        print(f"plantwatch-models: {error} (or use --no-train)", file=sys.stderr)
+        return EXIT_USAGE
+    if arguments.json:
+        print(json.dumps(figures, separators=(",", ":"), default=float))
+    return EXIT_OK
 
 
 def _help(text: str) -> str:
@@ -247,6 +320,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--registry", default=str(DEFAULT_REGISTRY), metavar="DIR", help="registry directory")
     verify.set_defaults(run=_command_verify)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate the int8 models on labelled real data (CWRU or run-to-failure layout)",
+        description=_help(
+            """
+            Run the agent's int8 path (features, the asset's baseline, both models, the decision) over
+            labelled real data and print tables; --json ends with one JSON line of the figures.
+
+            cwru DIR: a folder with manifest.csv and .mat files. The asset's normal is learned from the
+            first half of the normal record(s) among the training loads; the second half is the healthy
+            side of the test. A classifier is trained on the training selection (needs TensorFlow; skip
+            with --no-train) and the shipped, simulator-trained classifier is judged as well.
+
+            run-to-failure DIR: a folder of acc_NNNNN.csv snapshots (FEMTO/PRONOSTIA). The snapshots are
+            replayed in time order through the agent's analyser, commissioning on the start of life.
+            """
+        ),
+        epilog=_help(
+            """
+            Examples:
+              plantwatch-models evaluate cwru data/cwru --train-loads 0 --test-loads 1,2,3
+              plantwatch-models evaluate cwru data/cwru --train-loads 0,1,2,3 --test-loads 0,1,2,3 \
+                  --train-sizes 0.007,0.021 --test-sizes 0.014
+              plantwatch-models evaluate cwru --train A/cwru --train-loads 0,1 --test B/cwru --test-loads 2,3
+              plantwatch-models evaluate run-to-failure data/femto/Learning_set/Bearing3_1 --json
+            """
+        ),
+        formatter_class=formatter,
+    )
+    evaluate.add_argument("layout", choices=["cwru", "run-to-failure"], help="the folder's layout")
+    evaluate.add_argument("folder", nargs="?", help="the data folder (for cwru: both training and test)")
+    evaluate.add_argument("--train", metavar="DIR", help="cwru: training folder (default: FOLDER)")
+    evaluate.add_argument("--test", metavar="DIR", help="cwru: test folder (default: FOLDER)")
+    evaluate.add_argument("--train-loads", metavar="LIST", help="cwru: loads (hp) to train on, e.g. 0,1")
+    evaluate.add_argument("--test-loads", metavar="LIST", help="cwru: loads (hp) to test on, e.g. 2,3")
+    evaluate.add_argument("--train-sizes", metavar="LIST", help="cwru: fault diameters (in) to train on")
+    evaluate.add_argument("--test-sizes", metavar="LIST", help="cwru: fault diameters (in) to test on")
+    evaluate.add_argument("--window", type=int, default=4096, metavar="N", help="cwru: window samples (4096)")
+    evaluate.add_argument("--no-train", action="store_true", help="cwru: judge only the shipped classifier")
+    evaluate.add_argument("--rpm", type=float, help="run-to-failure: shaft speed (default: from BearingC_n)")
+    evaluate.add_argument(
+        "--bearing",
+        default=None,
+        help="run-to-failure: bearing name from the simulator's catalogue (default PRONOSTIA)",
+    )
+    evaluate.add_argument(
+        "--channel", default="horizontal", choices=["horizontal", "vertical"], help="run-to-failure: channel"
+    )
+    evaluate.add_argument(
+        "--commissioning-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="run-to-failure: share of life the asset learns its normal from (default 0.1)",
+    )
+    evaluate.add_argument(
+        "--registry", default=str(DEFAULT_REGISTRY), metavar="DIR", help="registry directory"
+    )
+    evaluate.add_argument("--seed", type=int, default=7, help="cwru: seed of the classifier trained here")
+    evaluate.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    evaluate.set_defaults(run=_command_evaluate)
     return parser
 
 
@@ -254,7 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``plantwatch-models`` with ``argv`` (default: the command line); returns the exit status."""
     arguments = build_parser().parse_args(argv)
     # build's log lines are its progress; for list and verify they would repeat what the output says
-    setup_logging(arguments.log_level or ("INFO" if arguments.command == "build" else "WARNING"))
+    setup_logging(
+        arguments.log_level or ("INFO" if arguments.command in ("build", "evaluate") else "WARNING")
+    )
     return int(arguments.run(arguments))
 
 

@@ -1,46 +1,125 @@
-"""Training data for the shipped default models: simulated healthy machines, turned into features.
+"""Training data for the shipped default models: simulated machines, each judged against its own normal.
 
-The shipped models are trained on simulator data only, reproducibly (fixed seed). Healthy machines vary in
-speed, imbalance, misalignment, noise and resonance, so that the model learns "healthy" as a range and
-not as one machine.
+The shipped models are trained on simulator data only, reproducibly (one seed). Every simulated machine
+is random (:func:`plantwatch.simulators.machine.random_machine`: speed, bearing, resonances, noise, load)
+and sampled at a random sensor rate and window length, and each is treated the way the agent treats a
+real asset: its first windows are its commissioning period, and every later window becomes model inputs
+*relative to that machine's own baseline* (:func:`plantwatch.agent.baseline.model_inputs`). Healthy
+windows after commissioning train the anomaly model; healthy and faulty windows of every failure mode,
+at severities from barely visible to failure, train the classifier.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from plantwatch.agent.features import ANOMALY_FEATURES, feature_matrix, vibration_features
-from plantwatch.simulators.machine import MachineSpec, vibration_g
+from plantwatch.agent.baseline import ANOMALY_INPUTS, CLASSIFIER_INPUTS, Baseline, input_matrix, model_inputs
+from plantwatch.agent.features import ENVELOPE_BAND_HZ, vibration_features
+from plantwatch.simulators.machine import FAULT_MODES, fault_windows, random_machine
 
-FS_HZ = 25_600.0
-WINDOW_SAMPLES = 4096
+CLASSES: tuple[str, ...] = ("healthy", *FAULT_MODES)
+"""The fault classifier's labels: healthy and every failure mode the simulator can produce."""
+
+SENSORS: tuple[tuple[float, int], ...] = (
+    (12_000.0, 2048),
+    (12_000.0, 4096),
+    (25_600.0, 2048),
+    (25_600.0, 4096),
+)
+"""(sampling rate, window length) pairs a simulated machine is measured with: the models must not depend
+on either (12 kHz and 25.6 kHz are the rates of the public bearing data sets)."""
+
+COMMISSIONING_WINDOWS = 40
+SEVERITY_RANGE = (0.02, 1.0)
+"""Fault severities are drawn log-uniformly in this range: from hardly visible to failure."""
 
 
-def healthy_training_features(
-    *, seed: int, machines: int = 40, windows_per_machine: int = 60
-) -> tuple[np.ndarray, list[str]]:
-    """Features of ``machines × windows_per_machine`` healthy windows, shape ``(n, len(ANOMALY_FEATURES))``."""
+@dataclass(frozen=True)
+class TrainingSet:
+    """Model inputs of simulated windows: healthy rows for the anomaly model, labelled rows for the classifier."""
+
+    healthy: np.ndarray
+    """Healthy windows after commissioning, columns :data:`ANOMALY_INPUTS`."""
+    labelled: np.ndarray
+    """Healthy and faulty windows, columns :data:`CLASSIFIER_INPUTS`."""
+    labels: list[str]
+    severities: np.ndarray
+    machines: int
+
+
+def simulated_training_set(
+    *,
+    seed: int,
+    machines: int = 60,
+    healthy_windows: int = 30,
+    fault_windows_per_mode: int = 12,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainingSet:
+    """Simulate ``machines`` random machines and turn their windows into model inputs.
+
+    Per machine: :data:`COMMISSIONING_WINDOWS` healthy windows learn its baseline; ``healthy_windows``
+    more healthy windows and ``fault_windows_per_mode`` windows of each failure mode (each with its own
+    severity) become inputs relative to it. ``progress(done, machines)`` after each machine.
+    """
     rng = np.random.default_rng(seed)
-    base = MachineSpec()
-    rows = []
-    for _ in range(machines):
-        spec = dataclasses.replace(
-            base,
-            shaft_hz=float(rng.uniform(24.0, 31.0)),
-            imbalance_g=float(base.imbalance_g * rng.uniform(0.6, 1.5)),
-            misalignment_g=float(base.misalignment_g * rng.uniform(0.6, 1.5)),
-            noise_g=float(base.noise_g * rng.uniform(0.8, 1.25)),
-            resonance_hz=float(rng.uniform(2800.0, 5000.0)),
-        )
-        windows = np.stack(
-            [
-                vibration_g(spec, None, t0_s=float(i), samples=WINDOW_SAMPLES, fs_hz=FS_HZ, rng=rng)
-                for i in range(windows_per_machine)
-            ]
-        )
+    healthy_rows, labelled_rows, labels, severities = [], [], [], []
+    for index in range(machines):
+        fs_hz, samples = SENSORS[int(rng.integers(len(SENSORS)))]
+        spec = random_machine(rng, fs_hz=fs_hz)
         orders = spec.bearing.defect_orders()
-        features = vibration_features(windows, FS_HZ, shaft_hz=spec.shaft_hz, defect_orders=orders)
-        rows.append(feature_matrix(features))
-    return np.concatenate(rows).astype(np.float32), list(ANOMALY_FEATURES)
+
+        def features_of(
+            windows: np.ndarray,
+            fs_hz: float = fs_hz,
+            shaft_hz: float = spec.running_hz,
+            orders: dict = orders,
+        ) -> dict[str, np.ndarray]:
+            return vibration_features(
+                windows, fs_hz, shaft_hz=shaft_hz, defect_orders=orders, envelope_band_hz=ENVELOPE_BAND_HZ
+            )
+
+        commissioning = fault_windows(
+            spec, None, 0.0, windows=COMMISSIONING_WINDOWS, samples=samples, fs_hz=fs_hz, rng=rng
+        )
+        baseline = Baseline(target_windows=COMMISSIONING_WINDOWS)
+        baseline.add(features_of(commissioning), COMMISSIONING_WINDOWS)
+        baseline.finish()
+        healthy = fault_windows(
+            spec, None, 0.0, windows=healthy_windows, samples=samples, fs_hz=fs_hz, rng=rng
+        )
+        inputs = model_inputs(features_of(healthy), baseline.median)
+        healthy_rows.append(input_matrix(inputs, ANOMALY_INPUTS))
+        labelled_rows.append(input_matrix(inputs, CLASSIFIER_INPUTS))
+        labels += ["healthy"] * healthy_windows
+        severities.append(np.zeros(healthy_windows))
+        low, high = np.log(SEVERITY_RANGE[0]), np.log(SEVERITY_RANGE[1])
+        for mode in FAULT_MODES:
+            severity = np.exp(rng.uniform(low, high, fault_windows_per_mode))
+            faulty = fault_windows(
+                spec, mode, severity, windows=fault_windows_per_mode, samples=samples, fs_hz=fs_hz, rng=rng
+            )
+            inputs = model_inputs(features_of(faulty), baseline.median)
+            labelled_rows.append(input_matrix(inputs, CLASSIFIER_INPUTS))
+            labels += [mode] * fault_windows_per_mode
+            severities.append(severity)
+        if progress is not None:
+            progress(index + 1, machines)
+    return TrainingSet(
+        healthy=np.concatenate(healthy_rows),
+        labelled=np.concatenate(labelled_rows),
+        labels=labels,
+        severities=np.concatenate(severities),
+        machines=machines,
+    )
+
+
+if __name__ == "__main__":  # a quick look at the data: python -m plantwatch.models.dataset
+    started = time.monotonic()
+    data = simulated_training_set(seed=7, machines=8)
+    print(
+        f"{data.healthy.shape[0]} healthy rows, {data.labelled.shape[0]} labelled rows in {time.monotonic() - started:.1f} s"
+    )

@@ -47,7 +47,8 @@ MANIFEST_SCHEMA = "plantwatch.model-manifest/1"
 """Written into every manifest; a reader refuses a major version it does not know (as on the wire)."""
 
 ANOMALY_KIND = "anomaly-autoencoder"
-KINDS = (ANOMALY_KIND,)
+CLASSIFIER_KIND = "fault-classifier"
+KINDS = (ANOMALY_KIND, CLASSIFIER_KIND)
 TRANSFORMS = ("log",)
 TENSOR_DTYPES = ("int8",)
 
@@ -207,6 +208,14 @@ class Manifest:
                 raise ValueError(
                     f"an autoencoder's output shape {_shape_text(self.output.shape)} must equal its input "
                     f"shape {_shape_text(self.input.tensor.shape)}"
+                )
+        if self.kind == CLASSIFIER_KIND:
+            if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+                raise ValueError(f"a classifier needs two or more distinct labels, not {list(self.labels)}")
+            if self.output.shape != (None, len(self.labels)):
+                raise ValueError(
+                    f"a classifier's output shape {_shape_text(self.output.shape)} must be "
+                    f"[null, {len(self.labels)}], one column per label"
                 )
         if not (math.isfinite(self.threshold) and self.threshold > 0):
             raise ValueError(f"threshold must be a positive number, not {self.threshold}")
@@ -526,8 +535,12 @@ def load_model(
     expected_features: Sequence[str],
     version: str | None = None,
     num_threads: int = 1,
-) -> AnomalyModel:
+    kind: str = ANOMALY_KIND,
+) -> Any:
     """Load a model from a registry directory after checking it against its manifest and the caller.
+
+    ``kind`` is the kind the caller needs: :data:`ANOMALY_KIND` returns an :class:`AnomalyModel`,
+    :data:`CLASSIFIER_KIND` a :class:`FaultClassifier`; a manifest of another kind is refused.
 
     ``expected_features`` are the names of the features the caller computes, in the order of the columns
     it will pass to :meth:`AnomalyModel.score`. ``version=None`` takes the newest version (by number, so
@@ -559,7 +572,10 @@ def load_model(
             f"feature names or order differ: {manifest_path.name} has {list(manifest.input.features)} "
             f"but the caller computes {list(expected)}",
         )
-    model = AnomalyModel(manifest, content, source=model_path, num_threads=num_threads)
+    if manifest.kind != kind:
+        raise ModelMismatch(model_path, f"kind is {manifest.kind!r}, but the caller needs {kind!r}")
+    factory = AnomalyModel if kind == ANOMALY_KIND else FaultClassifier
+    model = factory(manifest, content, source=model_path, num_threads=num_threads)
     event(
         log,
         logging.INFO,
@@ -604,16 +620,13 @@ def _check_tensor(detail: Mapping[str, Any], spec: TensorSpec, role: str, source
         )
 
 
-class AnomalyModel:
-    """An int8 autoencoder checked against its manifest, scoring raw feature rows in batches.
+class _Int8Model:
+    """A full-integer int8 model checked against its manifest: pre-processing, quantization, one batched
+    invocation per call, dequantized output. One instance may be shared between threads: invocations are
+    serialised, because a TFLite interpreter is not thread-safe."""
 
-    Normally made by :func:`load_model`, which also checks the file's hash and the caller's features;
-    constructing one directly checks only the tensors (the build uses this to calibrate a model before
-    its manifest is final). ``source`` names the model in error messages.
-
-    One instance may be shared between threads: calls to :meth:`score` are serialised, because a TFLite
-    interpreter is not thread-safe.
-    """
+    kind = ANOMALY_KIND
+    role = "model"
 
     def __init__(
         self,
@@ -623,8 +636,8 @@ class AnomalyModel:
         source: Path | str = "<model>",
         num_threads: int = 1,
     ) -> None:
-        if manifest.kind != ANOMALY_KIND:
-            raise ModelMismatch(source, f"kind is {manifest.kind!r}, not {ANOMALY_KIND!r}")
+        if manifest.kind != self.kind:
+            raise ModelMismatch(source, f"kind is {manifest.kind!r}, not {self.kind!r}")
         self._manifest = manifest
         self._interpreter: TFLiteInterpreter = make_interpreter(model_content, num_threads=num_threads)
         inputs = self._interpreter.get_input_details()
@@ -632,7 +645,7 @@ class AnomalyModel:
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelMismatch(
                 source,
-                f"has {len(inputs)} input and {len(outputs)} output tensors; an autoencoder has one of each",
+                f"has {len(inputs)} input and {len(outputs)} output tensors; {self.role} has one of each",
             )
         _check_tensor(inputs[0], manifest.input.tensor, "input", source)
         _check_tensor(outputs[0], manifest.output, "output", source)
@@ -654,15 +667,15 @@ class AnomalyModel:
 
     @property
     def threshold(self) -> float:
-        """The manifest's suggested score threshold (same unit as :meth:`score`)."""
+        """The manifest's threshold (an anomaly score, or a classifier's least confidence)."""
         return self._manifest.threshold
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
         """The manifest's pre-processing: ``(ln(max(x, log_floor)) - mean) / std`` per column.
 
-        ``features`` has shape ``(n, k)``, columns in the manifest's feature order, each in its own unit
-        (g for ``rms_g``, a plain ratio for ``crest_factor``). Returns float64 ``(n, k)`` in standard
-        deviations of the training set. Raises :class:`ValueError` for any other shape.
+        ``features`` has shape ``(n, k)``, columns in the manifest's feature order, each in its own unit.
+        Returns float64 ``(n, k)`` in standard deviations of the training set. Raises
+        :class:`ValueError` for any other shape.
         """
         x = np.asarray(features, dtype=np.float64)
         k = len(self._manifest.input.features)
@@ -673,24 +686,13 @@ class AnomalyModel:
             )
         return (log_features(x, self._manifest.input.log_floor) - self._mean) / self._std
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """Anomaly score of each row: mean squared reconstruction error in standardised units.
+    def _run(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantize standardised rows ``z``, invoke once, return (dequantized output, finite-row mask).
 
-        ``features`` has shape ``(n, k)`` of raw feature values (see :meth:`standardise`). The rows are
-        standardised, quantized with the input tensor's scale and zero point (rounded, clipped to int8),
-        run through the model in one invocation, and the dequantized reconstruction ``r`` is compared
-        with the standardised input ``z``: ``score = mean_j (r_j - z_j)**2``. ``z`` is taken before
-        clipping, so a value beyond the int8 range the model was calibrated on adds its full distance to
-        the score instead of being hidden by saturation.
-
-        Returns float64 scores of shape ``(n,)``; a row with a non-finite feature scores NaN (it is not
-        anomalous or healthy, it is unknown). The input tensor is resized, and tensors re-allocated,
-        only when ``n`` differs from the previous call.
+        Non-finite rows are run as zeros and flagged in the mask. The input tensor is resized, and tensors
+        re-allocated, only when the row count differs from the previous call.
         """
-        z = self.standardise(features)
         rows = z.shape[0]
-        if rows == 0:
-            return np.empty(0, dtype=np.float64)
         finite = np.isfinite(z).all(axis=1)
         all_finite = bool(finite.all())
         codes = (z if all_finite else np.where(finite[:, None], z, 0.0)) / self._input_scale
@@ -706,8 +708,77 @@ class AnomalyModel:
             self._interpreter.set_tensor(self._input_index, quantized)
             self._interpreter.invoke()
             output = self._interpreter.get_tensor(self._output_index)
-        error = (output.astype(np.float64) - self._output_zero_point) * self._output_scale - z
+        return (output.astype(np.float64) - self._output_zero_point) * self._output_scale, finite
+
+
+class AnomalyModel(_Int8Model):
+    """An int8 autoencoder checked against its manifest, scoring raw feature rows in batches.
+
+    Normally made by :func:`load_model`, which also checks the file's hash and the caller's features;
+    constructing one directly checks only the tensors (the build uses this to calibrate a model before
+    its manifest is final). ``source`` names the model in error messages.
+    """
+
+    kind = ANOMALY_KIND
+    role = "an autoencoder"
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Anomaly score of each row: mean squared reconstruction error in standardised units.
+
+        ``features`` has shape ``(n, k)`` of raw feature values (see :meth:`standardise`). The rows are
+        standardised, quantized with the input tensor's scale and zero point (rounded, clipped to int8),
+        run through the model in one invocation, and the dequantized reconstruction ``r`` is compared
+        with the standardised input ``z``: ``score = mean_j (r_j - z_j)**2``. ``z`` is taken before
+        clipping, so a value beyond the int8 range the model was calibrated on adds its full distance to
+        the score instead of being hidden by saturation.
+
+        Returns float64 scores of shape ``(n,)``; a row with a non-finite feature scores NaN (it is not
+        anomalous or healthy, it is unknown).
+        """
+        z = self.standardise(features)
+        if z.shape[0] == 0:
+            return np.empty(0, dtype=np.float64)
+        reconstruction, finite = self._run(z)
+        error = reconstruction - z
         scores = np.einsum("ij,ij->i", error, error) / z.shape[1]
-        if not all_finite:
-            scores[~finite] = np.nan
+        scores[~finite] = np.nan
         return scores
+
+
+class FaultClassifier(_Int8Model):
+    """An int8 fault classifier checked against its manifest: class probabilities of raw feature rows.
+
+    ``manifest.labels`` names the output columns; ``manifest.threshold`` is the least probability at which
+    a fault is named (below it the failure mode is ``unknown``).
+    """
+
+    kind = CLASSIFIER_KIND
+    role = "a classifier"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The class of each output column."""
+        return self._manifest.labels
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape ``(n, len(labels))`` (the int8 softmax output, dequantized); a row
+        with a non-finite feature gets NaN."""
+        z = self.standardise(features)
+        if z.shape[0] == 0:
+            return np.empty((0, len(self.labels)), dtype=np.float64)
+        probabilities, finite = self._run(z)
+        probabilities[~finite] = np.nan
+        return probabilities
+
+    def classify(self, features: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The most probable label of each row and its probability (``unknown``/NaN for a bad row)."""
+        probabilities = self.probabilities(features)
+        if probabilities.shape[0] == 0:
+            return [], np.empty(0)
+        safe = np.nan_to_num(probabilities, nan=-1.0)
+        best = np.argmax(safe, axis=1)
+        confidence = probabilities[np.arange(best.size), best]
+        labels = [
+            self.labels[i] if np.isfinite(c) else "unknown" for i, c in zip(best, confidence, strict=True)
+        ]
+        return labels, confidence

@@ -157,6 +157,8 @@ class Record:
     features: dict[str, float]
     window: WindowRef
     evidence: list[str] = field(default_factory=list)
+    classifier: ModelRef | None = None
+    """The fault classifier that named ``failure_mode`` (optional; added in 1.1, ignored by 1.0 readers)."""
 
     @property
     def is_alert(self) -> bool:
@@ -168,6 +170,8 @@ class Record:
         body = asdict(self)
         if not self.is_alert:
             body.pop("evidence")
+        if self.classifier is None:
+            body.pop("classifier")
         return json.dumps(body, separators=(",", ":"), allow_nan=False)
 
 
@@ -260,6 +264,17 @@ def parse_record(payload: bytes) -> Record:
         raise PayloadError(f"window: {error}") from None
     if not math.isfinite(window_ref.fs_hz):
         raise PayloadError(f"window.fs_hz: expected a finite number, got {window['fs_hz']!r}")
+    classifier_ref = None
+    if body.get("classifier") is not None:
+        classifier = _require(body, "classifier", dict)
+        try:
+            classifier_ref = ModelRef(
+                name=str(classifier["name"]),
+                version=str(classifier["version"]),
+                sha256=str(classifier["sha256"]),
+            )
+        except KeyError as error:
+            raise PayloadError(f"classifier.{error.args[0]}: missing") from None
     evidence: list[str] = []
     if schema.startswith("plantwatch.alert/"):
         evidence = _require(body, "evidence", list)
@@ -283,4 +298,5 @@ def parse_record(payload: bytes) -> Record:
         features={k: float(v) for k, v in features.items()},
         window=window_ref,
         evidence=list(evidence),
+        classifier=classifier_ref,
     )

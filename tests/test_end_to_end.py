@@ -70,7 +70,7 @@ def test_failing_bearing_becomes_exactly_one_notification(plant: Plant) -> None:
     assert "outer race" in note["NotificationText"]
     long_text = note["MaintNotifLongTextForEdit"]
     assert "BPFO" in long_text
-    assert "anomaly-ae 1.0.0" in long_text
+    assert "anomaly-ae 2.0.0" in long_text
     assert note["MaintNotifExtReferenceNumber"] in long_text
     # the agent escalated through warning to alarm, and the gateway saw each alert once
     states = [state for state, _, _ in stored]
