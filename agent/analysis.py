@@ -35,7 +35,7 @@ from plantwatch.agent.decision import AssetState, DecisionSettings, decide, diag
 from plantwatch.agent.features import FEATURE_NAMES, feature_matrix, vibration_features
 from plantwatch.agent.outbox import AssetUpdate
 from plantwatch.agent.windows import WindowBatch
-from plantwatch.clock import rfc3339
+from plantwatch.clock import rfc3339_many
 from plantwatch.contract import ALERT_SCHEMA, HEALTH_SCHEMA, ModelRef, Record, WindowRef, record_topic, uuid7
 from plantwatch.log import event
 from plantwatch.models.registry import AnomalyModel, FaultClassifier
@@ -194,14 +194,23 @@ class AssetAnalyser:
         temperature_c, slope = self._temperature()
         matrix = np.round(feature_matrix(features, FEATURE_NAMES), 6).tolist()
         samples = batch.data.shape[1]
+        starts_s = np.asarray(batch.start_us, dtype=np.float64) / 1e6
+        ends_s = starts_s + samples / batch.fs_hz
+        starts_text, ends_text = rfc3339_many(starts_s), rfc3339_many(ends_s)
+        topics = {
+            kind: record_topic(self.settings.site, self.settings.agent_id, self.asset.id, kind)  # type: ignore[arg-type]
+            for kind in ("alert", "health")
+        }
+        extra = (
+            {"temperature_c": round(temperature_c, 2), "temperature_slope_c_per_h": round(slope or 0.0, 3)}
+            if temperature_c is not None
+            else {}
+        )
         drafts: list[tuple[Record, str]] = []
         for i in range(count):
             row = dict(zip(FEATURE_NAMES, matrix[i], strict=True))
-            if temperature_c is not None:
-                row["temperature_c"] = round(temperature_c, 2)
-                row["temperature_slope_c_per_h"] = round(slope or 0.0, 3)
-            start_s = batch.start_us[i] / 1e6
-            end_s = start_s + samples / batch.fs_hz
+            row.update(extra)
+            end_s = float(ends_s[i])
             score = float(scores[i])
             if i < commissioning:
                 outcome_state, previous, alert = self.memory.state, self.memory.state, False
@@ -226,17 +235,19 @@ class AssetAnalyser:
                     machine_class=self.asset.machine_class,
                     temperature_c=temperature_c,
                     overheating_c=self.asset.overheating_c,
+                    explain=alert,
                 )
-                evidence.insert(
-                    0,
-                    f"Anomaly score {score:.2f}, {score / self.decision.warning_threshold:.1f}× the asset's "
-                    f"warning threshold ({self.decision.warning_threshold:.2f})",
-                )
+                if alert:
+                    evidence.insert(
+                        0,
+                        f"Anomaly score {score:.2f}, {score / self.decision.warning_threshold:.1f}× the asset's "
+                        f"warning threshold ({self.decision.warning_threshold:.2f})",
+                    )
             record = Record(
                 schema=ALERT_SCHEMA if alert else HEALTH_SCHEMA,
                 id=uuid7(),
                 seq=0,
-                ts=rfc3339(end_s),
+                ts=ends_text[i],
                 site=self.settings.site,
                 agent=self.settings.agent_id,
                 asset=self.asset.id,
@@ -248,15 +259,11 @@ class AssetAnalyser:
                 confidence=round(min(max(confidence, 0.0), 1.0), 3),
                 model=self.anomaly_ref,
                 features=row,
-                window=WindowRef(
-                    start=rfc3339(start_s), end=rfc3339(end_s), fs_hz=batch.fs_hz, samples=samples
-                ),
+                window=WindowRef(start=starts_text[i], end=ends_text[i], fs_hz=batch.fs_hz, samples=samples),
                 evidence=evidence if alert else [],
                 classifier=self.classifier_ref,
             )
-            kind = "alert" if alert else "health"
-            topic = record_topic(self.settings.site, self.settings.agent_id, self.asset.id, kind)  # type: ignore[arg-type]
-            drafts.append((record, topic))
+            drafts.append((record, topics["alert" if alert else "health"]))
         return drafts
 
     def status(self) -> dict[str, object]:

@@ -122,6 +122,7 @@ def diagnose(
     machine_class: str,
     temperature_c: float | None,
     overheating_c: float,
+    explain: bool = True,
 ) -> tuple[str, float, list[str]]:
     """Name the likely failure mode and say why, in sentences a planner and an analyst read.
 
@@ -131,7 +132,8 @@ def diagnose(
     baseline) names the mode with a modest confidence; with neither, an overheating bearing or
     ``unknown``. Returns ``(failure_mode, confidence 0..1, evidence sentences)``; evidence lists the
     classifier's answer, the defect lines, the running-speed lines, the ISO zone, impulsiveness and
-    temperature, strongest first.
+    temperature, strongest first. With ``explain=False`` only the mode and confidence are worked out (the
+    agent does that for every abnormal window, and writes the sentences only for alerts).
     """
     evidence: list[str] = []
     mode, confidence = "unknown", 0.5
@@ -151,6 +153,10 @@ def diagnose(
         if not prominent or (reference > 0 and growth < LINE_GROWTH and 1 not in prominent):
             continue
         strength = max(lines) / floor
+        if strength > best_strength:
+            best_line, best_strength = defect_mode, strength
+        if not explain:
+            continue
         harmonics = ", ".join(f"{h}×" for h in prominent)
         sideband = features.get(f"env_{key}_sb_g", 0.0)
         modulation = "FTF" if key == "bsf" else "1× shaft"
@@ -163,10 +169,12 @@ def diagnose(
         if sideband / floor >= PROMINENCE:
             text += f"; sidebands at ±{modulation}"
         evidence.append(text)
-        if strength > best_strength:
-            best_line, best_strength = defect_mode, strength
     if mode == "unknown" and best_line != "unknown":
         mode, confidence = best_line, 0.6
+    if not explain:
+        if mode == "unknown" and temperature_c is not None and temperature_c >= overheating_c:
+            mode = "overheating"
+        return mode, confidence, []
     for name, label_text in (("order_1x_g", "1×"), ("order_2x_g", "2×"), ("order_3x_g", "3×")):
         reference = baseline.get(name, 0.0)
         value = features.get(name, 0.0)

@@ -1,8 +1,10 @@
 """Benchmark: the agent's per-window path against raw batched ``numpy.fft.rfft`` of the same windows.
 
-The agent path is what :class:`plantwatch.agent.analysis.AssetAnalyser` runs on a batch: features
-(time domain, band energy, envelope spectrum at the defect frequencies), the int8 anomaly model and the
-decision, building one record per window. The baseline is ``numpy.fft.rfft`` of the same batch, measured
+The agent path is what :class:`plantwatch.agent.analysis.AssetAnalyser` runs on a batch of a commissioned
+asset: features (time domain, velocity and ISO zone, band energies, orders, envelope spectrum with defect
+harmonics and sidebands), inputs relative to the baseline, drift, the int8 anomaly model and the int8 fault
+classifier, and the decision, building one record per window. It also times one single-row inference of
+each model and prints the model file sizes. The baseline is ``numpy.fft.rfft`` of the same batch, measured
 in the same run. Prints windows/s for both, the ratio, and how many 25.6 kHz channels (4096-sample
 windows, 50 % overlap) one core sustains. ``--json`` ends with one JSON line of the figures.
 
@@ -18,12 +20,11 @@ import time
 import numpy as np
 
 from plantwatch.agent.analysis import AssetAnalyser
+from plantwatch.agent.baseline import ANOMALY_INPUTS, CLASSIFIER_INPUTS, input_matrix, model_inputs
 from plantwatch.agent.config import AgentSettings, AssetSettings, SerialSettings
-from plantwatch.agent.features import ANOMALY_FEATURES
 from plantwatch.agent.windows import WindowBatch
-from plantwatch.contract import ModelRef
-from plantwatch.models.registry import DEFAULT_REGISTRY, load_model
-from plantwatch.simulators.machine import FaultSpec, MachineSpec, vibration_g
+from plantwatch.models.registry import CLASSIFIER_KIND, DEFAULT_REGISTRY, load_model
+from plantwatch.simulators.machine import MachineSpec, fault_windows
 
 FS_HZ = 25_600.0
 WINDOW = 4096
@@ -39,6 +40,18 @@ def best_of(repeats: int, work) -> float:
     return min(times)
 
 
+def latency_ms(model, rows: np.ndarray, repeats: int = 200) -> float:
+    """Median time of one single-row inference (ms), interpreter already sized for one row."""
+    one = rows[:1]
+    model.score(one) if hasattr(model, "score") else model.classify(one)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.score(one) if hasattr(model, "score") else model.classify(one)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1e3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,44 +64,79 @@ def main() -> int:
     args = parser.parse_args()
 
     rng = np.random.default_rng(1)
-    fault = FaultSpec(onset_s=0.0, life_s=1.0)
-    data = np.stack(
-        [
-            vibration_g(
-                MachineSpec(), fault if i % 2 else None, t0_s=0.5, samples=WINDOW, fs_hz=FS_HZ, rng=rng
-            )
-            for i in range(args.windows)
-        ]
+    spec = MachineSpec()
+    healthy = fault_windows(spec, None, 0.0, windows=args.windows // 2, samples=WINDOW, fs_hz=FS_HZ, rng=rng)
+    faulty = fault_windows(
+        spec,
+        "outer_race",
+        0.3,
+        windows=args.windows - args.windows // 2,
+        samples=WINDOW,
+        fs_hz=FS_HZ,
+        rng=rng,
     )
+    data = np.concatenate([healthy, faulty])
     batch = WindowBatch(
         channel=0, fs_hz=FS_HZ, data=data, start_us=np.arange(args.windows, dtype=np.int64) * 80_000
     )
-    model = load_model(DEFAULT_REGISTRY, "anomaly-ae", expected_features=ANOMALY_FEATURES)
-    ref = ModelRef(model.manifest.name, model.manifest.version, model.manifest.sha256)
-    settings = AgentSettings(
-        site="bench",
-        agent_id="bench",
-        serial=SerialSettings(port="loop://"),
-        assets=[AssetSettings(id="pump", vibration_channel=0, shaft_hz=29.95)],
+    anomaly = load_model(DEFAULT_REGISTRY, "anomaly-ae", expected_features=ANOMALY_INPUTS)
+    classifier = load_model(
+        DEFAULT_REGISTRY, "fault-classifier", expected_features=CLASSIFIER_INPUTS, kind=CLASSIFIER_KIND
     )
-    analyser = AssetAnalyser(settings, settings.assets[0], model_threshold=model.manifest.threshold)
+    asset = AssetSettings(id="pump", vibration_channel=0, shaft_hz=spec.shaft_hz, commissioning_windows=40)
+    settings = AgentSettings(
+        site="bench", agent_id="bench", serial=SerialSettings(port="loop://"), assets=[asset]
+    )
+    analyser = AssetAnalyser(settings, asset, anomaly=anomaly, classifier=classifier)
+    # commission first (not timed): from then on every window is scored by both models
+    commissioning = fault_windows(spec, None, 0.0, windows=40, samples=WINDOW, fs_hz=FS_HZ, rng=rng)
+    analyser.analyse(
+        WindowBatch(channel=0, fs_hz=FS_HZ, data=commissioning, start_us=np.zeros(40, dtype=np.int64))
+    )
+    assert analyser.baseline.complete
+
+    features = analyser.features(batch)
+    inputs = model_inputs(features, analyser.baseline.median)
+    anomaly_rows = input_matrix(inputs, ANOMALY_INPUTS)
+    classifier_rows = input_matrix(inputs, CLASSIFIER_INPUTS)
 
     raw_s = best_of(args.repeats, lambda: np.fft.rfft(data, axis=-1))
-    agent_s = best_of(args.repeats, lambda: analyser.analyse(batch, model.score, ref))
+    agent_s = best_of(args.repeats, lambda: analyser.analyse(batch))
+    features_s = best_of(args.repeats, lambda: analyser.features(batch))
+    models_s = best_of(
+        args.repeats, lambda: (anomaly.score(anomaly_rows), classifier.classify(classifier_rows))
+    )
     raw_rate = args.windows / raw_s
     agent_rate = args.windows / agent_s
     windows_per_channel_s = FS_HZ / (WINDOW * 0.5)  # 50 % overlap: a new window every 2048 samples
+    sizes = {
+        m.manifest.name: (DEFAULT_REGISTRY / m.manifest.file).stat().st_size for m in (anomaly, classifier)
+    }
     figures = {
         "windows": args.windows,
         "raw_rfft_windows_per_s": round(raw_rate, 1),
         "agent_windows_per_s": round(agent_rate, 1),
         "ratio_agent_to_raw": round(agent_rate / raw_rate, 4),
         "channels_per_core_25k6": round(agent_rate / windows_per_channel_s, 1),
+        "features_us_per_window": round(features_s / args.windows * 1e6, 1),
+        "both_models_us_per_window": round(models_s / args.windows * 1e6, 1),
+        "rest_us_per_window": round((agent_s - features_s - models_s) / args.windows * 1e6, 1),
+        "anomaly_single_inference_ms": round(latency_ms(anomaly, anomaly_rows), 4),
+        "classifier_single_inference_ms": round(latency_ms(classifier, classifier_rows), 4),
+        "model_bytes": sizes,
     }
-    print(f"{'path':<28}{'windows/s':>12}")
-    print(f"{'raw numpy.fft.rfft':<28}{raw_rate:>12.1f}")
-    print(f"{'agent (features+model+decision)':<28}{agent_rate:>12.1f}")
+    print(f"{'path':<40}{'windows/s':>12}")
+    print(f"{'raw numpy.fft.rfft (float64, one batch)':<40}{raw_rate:>12.1f}")
+    print(f"{'agent (features+both models+decision)':<40}{agent_rate:>12.1f}")
     print(f"ratio agent/raw: {figures['ratio_agent_to_raw']:.3f}")
+    print(
+        f"per window: features {figures['features_us_per_window']} µs, both models "
+        f"{figures['both_models_us_per_window']} µs, decision and records {figures['rest_us_per_window']} µs"
+    )
+    print(
+        f"one inference: anomaly {figures['anomaly_single_inference_ms']} ms, classifier "
+        f"{figures['classifier_single_inference_ms']} ms; model files {sizes} bytes"
+    )
     print(
         f"25.6 kHz channels one core sustains (4096-sample windows, 50 % overlap): {figures['channels_per_core_25k6']}"
     )

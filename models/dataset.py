@@ -11,6 +11,7 @@ at severities from barely visible to failure, train the classifier.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 
 from plantwatch.agent.baseline import ANOMALY_INPUTS, CLASSIFIER_INPUTS, Baseline, input_matrix, model_inputs
 from plantwatch.agent.features import ENVELOPE_BAND_HZ, vibration_features
-from plantwatch.simulators.machine import FAULT_MODES, fault_windows, random_machine
+from plantwatch.simulators.machine import FAULT_MODES, MachineSpec, fault_windows, random_machine
 
 CLASSES: tuple[str, ...] = ("healthy", *FAULT_MODES)
 """The fault classifier's labels: healthy and every failure mode the simulator can produce."""
@@ -34,6 +35,48 @@ SENSORS: tuple[tuple[float, int], ...] = (
 on either (12 kHz and 25.6 kHz are the rates of the public bearing data sets)."""
 
 COMMISSIONING_WINDOWS = 40
+
+OPERATING_GROUPS = 5
+"""Healthy windows are drawn in this many groups, each at its own operating point (see
+:func:`operating_point`): a real machine's healthy features wander between snapshots with load, process and
+temperature, and a model that never saw that wander flags it."""
+
+OPERATING_SPREAD = 0.15
+"""Log-normal spread of the levels that move with the operating point (noise, shaft lines, looseness)."""
+
+
+def operating_point(spec: MachineSpec, rng: np.random.Generator) -> MachineSpec:
+    """The same healthy machine at another moment: levels scattered by :data:`OPERATING_SPREAD`, load ±0.1."""
+
+    def scatter(value: float) -> float:
+        return float(value * np.exp(OPERATING_SPREAD * rng.standard_normal()))
+
+    return dataclasses.replace(
+        spec,
+        noise_g=scatter(spec.noise_g),
+        imbalance_g=scatter(spec.imbalance_g),
+        misalignment_g=scatter(spec.misalignment_g),
+        looseness_g=scatter(spec.looseness_g),
+        load=float(np.clip(spec.load + 0.1 * rng.standard_normal(), 0.0, 1.0)),
+    )
+
+
+def healthy_windows(
+    spec: MachineSpec, count: int, *, samples: int, fs_hz: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` healthy windows spread over :data:`OPERATING_GROUPS` operating points of ``spec``."""
+    sizes = np.diff(np.linspace(0, count, OPERATING_GROUPS + 1).astype(int))
+    return np.concatenate(
+        [
+            fault_windows(
+                operating_point(spec, rng), None, 0.0, windows=int(n), samples=samples, fs_hz=fs_hz, rng=rng
+            )
+            for n in sizes
+            if n > 0
+        ]
+    )
+
+
 SEVERITY_RANGE = (0.02, 1.0)
 """Fault severities are drawn log-uniformly in this range: from hardly visible to failure."""
 
@@ -55,14 +98,15 @@ def simulated_training_set(
     *,
     seed: int,
     machines: int = 60,
-    healthy_windows: int = 30,
+    healthy_count: int = 30,
     fault_windows_per_mode: int = 12,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainingSet:
     """Simulate ``machines`` random machines and turn their windows into model inputs.
 
-    Per machine: :data:`COMMISSIONING_WINDOWS` healthy windows learn its baseline; ``healthy_windows``
-    more healthy windows and ``fault_windows_per_mode`` windows of each failure mode (each with its own
+    Per machine: :data:`COMMISSIONING_WINDOWS` healthy windows learn its baseline; ``healthy_count`` more
+    healthy windows (each set spread over operating points) and ``fault_windows_per_mode`` windows of each
+    failure mode (each with its own
     severity) become inputs relative to it. ``progress(done, machines)`` after each machine.
     """
     rng = np.random.default_rng(seed)
@@ -82,25 +126,27 @@ def simulated_training_set(
                 windows, fs_hz, shaft_hz=shaft_hz, defect_orders=orders, envelope_band_hz=ENVELOPE_BAND_HZ
             )
 
-        commissioning = fault_windows(
-            spec, None, 0.0, windows=COMMISSIONING_WINDOWS, samples=samples, fs_hz=fs_hz, rng=rng
-        )
+        commissioning = healthy_windows(spec, COMMISSIONING_WINDOWS, samples=samples, fs_hz=fs_hz, rng=rng)
         baseline = Baseline(target_windows=COMMISSIONING_WINDOWS)
         baseline.add(features_of(commissioning), COMMISSIONING_WINDOWS)
         baseline.finish()
-        healthy = fault_windows(
-            spec, None, 0.0, windows=healthy_windows, samples=samples, fs_hz=fs_hz, rng=rng
-        )
+        healthy = healthy_windows(spec, healthy_count, samples=samples, fs_hz=fs_hz, rng=rng)
         inputs = model_inputs(features_of(healthy), baseline.median)
         healthy_rows.append(input_matrix(inputs, ANOMALY_INPUTS))
         labelled_rows.append(input_matrix(inputs, CLASSIFIER_INPUTS))
-        labels += ["healthy"] * healthy_windows
-        severities.append(np.zeros(healthy_windows))
+        labels += ["healthy"] * healthy_count
+        severities.append(np.zeros(healthy_count))
         low, high = np.log(SEVERITY_RANGE[0]), np.log(SEVERITY_RANGE[1])
         for mode in FAULT_MODES:
             severity = np.exp(rng.uniform(low, high, fault_windows_per_mode))
             faulty = fault_windows(
-                spec, mode, severity, windows=fault_windows_per_mode, samples=samples, fs_hz=fs_hz, rng=rng
+                operating_point(spec, rng),
+                mode,
+                severity,
+                windows=fault_windows_per_mode,
+                samples=samples,
+                fs_hz=fs_hz,
+                rng=rng,
             )
             inputs = model_inputs(features_of(faulty), baseline.median)
             labelled_rows.append(input_matrix(inputs, CLASSIFIER_INPUTS))

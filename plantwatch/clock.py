@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+import numpy as np
+
 
 class Clock(Protocol):
     """Something that tells the time in seconds since the Unix epoch (UTC)."""
@@ -67,6 +69,16 @@ def rfc3339(epoch_s: float) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-23T17:45:00.123Z``."""
     moment = datetime.fromtimestamp(epoch_s, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def rfc3339_many(epoch_s: np.ndarray) -> list[str]:
+    """:func:`rfc3339` of many times at once (vectorised; the agent stamps every window).
+
+    >>> rfc3339_many(np.array([0.0, 1795458900.1234]))
+    ['1970-01-01T00:00:00.000Z', '2026-11-23T17:15:00.123Z']
+    """
+    milliseconds = np.floor(np.asarray(epoch_s, dtype=np.float64) * 1000.0 + 1e-6).astype(np.int64)
+    return [text + "Z" for text in np.datetime_as_string(milliseconds.astype("datetime64[ms]"), unit="ms")]
 
 
 def parse_rfc3339(text: str) -> float:

@@ -13,7 +13,6 @@ import os
 import re
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -111,7 +110,9 @@ def uuid7(now_s: float | None = None) -> str:
         counter = _counter
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
-    return str(uuid.UUID(int=value))
+    text = f"{value:032x}"
+    # the canonical 8-4-4-4-12 form, without building a uuid.UUID (ids are made for every record)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 # --- payloads ---------------------------------------------------------------------------------------
