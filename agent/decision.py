@@ -148,9 +148,11 @@ def diagnose(
             continue
         lines = [features.get(f"env_{key}{suffix}_g", 0.0) for suffix in ("", "_h2", "_h3")]
         prominent = [h + 1 for h, value in enumerate(lines) if value / floor >= PROMINENCE]
-        reference = baseline.get(f"env_{key}_g", 0.0)
-        growth = lines[0] / reference if reference > 0 else 0.0
-        if not prominent or (reference > 0 and growth < LINE_GROWTH and 1 not in prominent):
+        # the baseline tracks the line a defect strikes at: 2×BSF for a ball, the fundamental otherwise
+        tracked = 1 if key == "bsf" else 0
+        reference = baseline.get(f"env_{key}{'_h2' if tracked else ''}_g", 0.0)
+        growth = lines[tracked] / reference if reference > 0 else 0.0
+        if not prominent or (reference > 0 and growth < LINE_GROWTH and tracked + 1 not in prominent):
             continue
         strength = max(lines) / floor
         if strength > best_strength:
@@ -162,7 +164,7 @@ def diagnose(
         modulation = "FTF" if key == "bsf" else "1× shaft"
         text = (
             f"{name} {order:.2f}× ({order * shaft_hz:.1f} Hz) in the envelope: harmonics {harmonics} stand "
-            f"{strength:.0f}× above the floor; {lines[0]:.3f} g"
+            f"{strength:.0f}× above the floor; {lines[tracked]:.3f} g" + (" at 2×BSF" if tracked else "")
         )
         if reference > 0:
             text += f", {growth:.1f}× baseline"

@@ -15,7 +15,7 @@ FFT per window and one short inverse FFT for the envelope:
 - RMS in four spectral bands.
 
 :data:`FEATURE_NAMES` lists every name :func:`vibration_features` returns; model manifests name the
-model inputs derived from them (see :mod:`plantwatch.agent.inputs`).
+model inputs derived from them (see :mod:`plantwatch.agent.baseline`).
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ rolling elements and speed error."""
 ORDER_TOLERANCE = 0.02
 """Relative search band around a running-speed harmonic."""
 
+LINE_CLEAR = 4.0
+"""A 1× line must exceed this many times the median spectrum level near it to set the speed: in white
+noise (Rayleigh amplitudes) a bin passes 4× its median about once in 10⁵, 2× in one window of ten."""
+
 SPEED_SEARCH = 0.1
 """When estimating the shaft speed, the 1× line is sought within ±10 % of the nominal speed."""
 
@@ -109,11 +113,6 @@ class Spectrum:
 
     frequency_hz: np.ndarray
     amplitude: np.ndarray
-
-
-def rms(windows: np.ndarray) -> np.ndarray:
-    """Root mean square of each window."""
-    return np.sqrt(np.mean(np.square(windows), axis=-1))
 
 
 def time_features(windows: np.ndarray) -> dict[str, np.ndarray]:
@@ -192,9 +191,10 @@ class _Plan:
 
 
 def _bins(frequency: tuple[float, float], resolution_hz: float, nyquist_hz: float) -> slice:
+    """Bins of the half-open band [low, high): neighbouring bands share no bin."""
     top = min(frequency[1], NYQUIST_MARGIN * nyquist_hz)
     start = int(math.ceil(frequency[0] / resolution_hz))
-    stop = int(math.floor(top / resolution_hz)) + 1 if top > frequency[0] else start
+    stop = int(math.ceil(top / resolution_hz)) if top > frequency[0] else start
     return slice(start, max(start, stop))
 
 
@@ -301,7 +301,7 @@ def hann_amplitude(spectrum_complex: np.ndarray, samples: int, bins: int) -> np.
 
     A Hann window multiplies in time what a three-tap kernel (−¼, ½, −¼) convolves in frequency, so the
     Hann spectrum comes from the rectangular one without a second FFT; a tone of amplitude A between
-    bins reads within 15 % of A (a rectangular window loses up to 36 %).
+    bins reads within 16 % of A (a rectangular window loses up to 36 %).
     """
     x = spectrum_complex[:, : bins + 1]
     hann = 0.5 * x[:, :bins]
@@ -320,13 +320,15 @@ def estimate_shaft_hz(
     ``order_amplitude`` is a Hann amplitude spectrum (see :func:`hann_amplitude`). The strongest bin
     within ±``search`` of the nominal speed is refined by fitting a parabola to the log amplitudes of it
     and its neighbours (Gaussian interpolation; a small fraction of a bin for a Hann window). A window
-    whose 1× line does not stand out (less than twice the median level from 0.5× to 1.5× nominal) keeps
-    the nominal speed. With 4096 samples at 25.6 kHz (6.25 Hz bins) expect about ±0.5 Hz.
+    whose 1× line does not stand out (not above :data:`LINE_CLEAR` times the median level from 0.5× to
+    1.5× nominal) keeps the nominal speed; an estimate never leaves ±``search``. With 4096 samples at
+    25.6 kHz (6.25 Hz bins) expect about ±0.5 Hz.
     """
-    low = max(1, int(math.floor(nominal_hz * (1 - search) / resolution_hz)))
-    high = min(order_amplitude.shape[1] - 2, int(math.ceil(nominal_hz * (1 + search) / resolution_hz)))
-    if high <= low:
-        return np.full(order_amplitude.shape[0], nominal_hz)
+    lowest_hz, highest_hz = nominal_hz * (1 - search), nominal_hz * (1 + search)
+    low = max(1, int(math.ceil(lowest_hz / resolution_hz)))
+    high = min(order_amplitude.shape[1] - 2, int(math.floor(highest_hz / resolution_hz)))
+    if high < low:  # a band narrower than a bin: the bin nearest the nominal speed
+        low = high = min(max(1, int(round(nominal_hz / resolution_hz))), order_amplitude.shape[1] - 2)
     band = order_amplitude[:, low : high + 1]
     best = np.argmax(band, axis=-1) + low
     wide = order_amplitude[
@@ -337,8 +339,8 @@ def estimate_shaft_hz(
     curvature = left - 2 * centre + right
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = np.where(curvature < 0, 0.5 * (left - right) / curvature, 0.0)
-    estimate = (best + np.clip(shift, -0.5, 0.5)) * resolution_hz
-    clear = order_amplitude[rows, best] >= 2.0 * np.median(wide, axis=-1)
+    estimate = np.clip((best + np.clip(shift, -0.5, 0.5)) * resolution_hz, lowest_hz, highest_hz)
+    clear = order_amplitude[rows, best] > LINE_CLEAR * np.median(wide, axis=-1)
     return np.where(clear, estimate, nominal_hz)
 
 

@@ -20,14 +20,24 @@ SHAFT_HZ = 29.95
 ORDERS = {"bpfo": 3.585, "bpfi": 5.415, "bsf": 2.357, "ftf": 0.398}
 BASELINE = {
     "rms_g": 0.2,
-    "peak_g": 0.8,
     "crest_factor": 4.0,
     "kurtosis": 3.0,
+    "order_1x_g": 0.1,
+    "order_2x_g": 0.05,
+    "order_3x_g": 0.02,
     "env_bpfo_g": 0.01,
     "env_bpfi_g": 0.01,
-    "env_bsf_g": 0.01,
+    "env_bsf_h2_g": 0.01,
     "env_ftf_g": 0.01,
 }
+"""An asset's commissioning medians (a subset of the baseline features)."""
+FLOOR_G = 0.01
+HEALTHY = {
+    **BASELINE,
+    **{f"env_{defect}{suffix}_g": FLOOR_G for defect in ORDERS for suffix in ("", "_h2", "_h3", "_sb")},
+    "env_floor_g": FLOOR_G,
+}
+"""A healthy window: every feature at its baseline, every envelope line at the floor (prominence 1)."""
 
 
 def run(
@@ -189,85 +199,221 @@ def test_memory_survives_a_round_trip_through_its_fields() -> None:
 # --- diagnosis ---------------------------------------------------------------------------------------
 
 
-def test_bpfo_ten_times_baseline_names_outer_race_with_bpfo_evidence() -> None:
-    features = dict(BASELINE, env_bpfo_g=0.1)
-    mode, confidence, evidence = diagnose(
-        features, BASELINE, shaft_hz=SHAFT_HZ, defect_orders=ORDERS, temperature_c=60.0, overheating_c=90.0
+def diagnosis(
+    features: dict[str, float],
+    baseline: dict[str, float] = BASELINE,
+    *,
+    label: str = "healthy",
+    label_confidence: float = 0.9,
+    min_confidence: float = 0.7,
+    machine_class: str = "II",
+    temperature_c: float | None = None,
+    explain: bool = True,
+) -> tuple[str, float, list[str]]:
+    return diagnose(
+        features,
+        baseline,
+        label=label,
+        label_confidence=label_confidence,
+        min_confidence=min_confidence,
+        shaft_hz=SHAFT_HZ,
+        defect_orders=ORDERS,
+        machine_class=machine_class,
+        temperature_c=temperature_c,
+        overheating_c=90.0,
+        explain=explain,
     )
-    assert mode == "outer_race"
-    assert 0.5 < confidence <= 0.99
-    assert len(evidence) == 1
-    assert "BPFO" in evidence[0]
-    assert "107.4 Hz" in evidence[0]
-    assert "10× baseline" in evidence[0]
 
 
-def test_the_strongest_defect_line_wins_and_all_stand_out_lines_are_evidence() -> None:
-    features = dict(BASELINE, env_bpfo_g=0.06, env_bpfi_g=0.2, kurtosis=9.0)
-    mode, _, evidence = diagnose(
-        features, BASELINE, shaft_hz=SHAFT_HZ, defect_orders=ORDERS, temperature_c=None, overheating_c=90.0
-    )
+# an outer-race comb: 10×, 5× and 4× the envelope floor, the fundamental 10× its baseline
+BPFO_COMB = {"env_bpfo_g": 0.1, "env_bpfo_h2_g": 0.05, "env_bpfo_h3_g": 0.04}
+
+
+def test_a_healthy_window_has_no_failure_mode_and_no_evidence() -> None:
+    assert diagnosis(HEALTHY) == ("unknown", 0.5, [])
+
+
+@pytest.mark.parametrize("probability", [0.7, 0.93])
+def test_the_classifiers_label_is_taken_at_or_above_min_confidence(probability: float) -> None:
+    mode, confidence, evidence = diagnosis(HEALTHY, label="inner_race", label_confidence=probability)
+    assert (mode, confidence) == ("inner_race", probability)
+    assert evidence == [f"Fault classifier: inner race (probability {probability:.2f})"]
+
+
+def test_the_classifiers_label_below_min_confidence_is_ignored() -> None:
+    assert diagnosis(HEALTHY, label="inner_race", label_confidence=0.69) == ("unknown", 0.5, [])
+
+
+@pytest.mark.parametrize("label", ["healthy", "unknown"])
+def test_a_healthy_or_unknown_label_never_names_a_fault_however_sure(label: str) -> None:
+    assert diagnosis(HEALTHY, label=label, label_confidence=0.99) == ("unknown", 0.5, [])
+
+
+def test_a_prominent_bpfo_comb_names_outer_race_when_the_classifier_is_unsure() -> None:
+    features = HEALTHY | BPFO_COMB
+    mode, confidence, evidence = diagnosis(features, label="inner_race", label_confidence=0.4)
+    assert (mode, confidence) == ("outer_race", 0.6)
+    assert evidence == [
+        "BPFO 3.58× (107.4 Hz) in the envelope: harmonics 1×, 2×, 3× stand 10× above the floor; 0.100 g,"
+        " 10.0× baseline"
+    ]
+
+
+def test_shaft_sidebands_around_a_defect_line_are_named() -> None:
+    features = HEALTHY | {"env_bpfi_g": 0.08, "env_bpfi_sb_g": 0.04}
+    mode, _, evidence = diagnosis(features)
     assert mode == "inner_race"
-    assert any("BPFI" in line for line in evidence)
-    assert any("BPFO" in line for line in evidence)
-    # envelope lines first, then the time-domain statistics
-    assert "Kurtosis" in evidence[-1]
-    assert all("envelope" in line for line in evidence[:2])
+    assert len(evidence) == 1
+    assert evidence[0].startswith("BPFI 5.42× (162.2 Hz) in the envelope: harmonics 1× stand 8×")
+    assert evidence[0].endswith("; sidebands at ±1× shaft")
 
 
-def test_more_separation_from_baseline_gives_more_confidence() -> None:
-    confidences = []
-    for ratio in (5, 10, 40):
-        features = dict(BASELINE, env_bsf_g=0.01 * ratio)
-        mode, confidence, _ = diagnose(
-            features,
-            BASELINE,
-            shaft_hz=SHAFT_HZ,
-            defect_orders=ORDERS,
-            temperature_c=None,
-            overheating_c=90.0,
-        )
-        assert mode == "ball"
-        confidences.append(confidence)
-    assert confidences == sorted(confidences)
-    assert confidences[0] < confidences[-1] <= 0.99
-
-
-def test_nothing_standing_out_gives_unknown_with_no_evidence() -> None:
-    features = dict(BASELINE, env_bpfo_g=0.03, rms_g=0.25)  # 3× and 1.25×: within healthy scatter
-    mode, confidence, evidence = diagnose(
-        features, BASELINE, shaft_hz=SHAFT_HZ, defect_orders=ORDERS, temperature_c=40.0, overheating_c=90.0
+def test_a_confident_classifier_keeps_its_label_and_the_envelope_adds_evidence() -> None:
+    mode, confidence, evidence = diagnosis(
+        HEALTHY | BPFO_COMB, label="outer_race", label_confidence=0.95, min_confidence=0.8
     )
-    assert (mode, confidence, evidence) == ("unknown", 0.5, [])
+    assert (mode, confidence) == ("outer_race", 0.95)
+    assert evidence[0] == "Fault classifier: outer race (probability 0.95)"
+    assert "BPFO" in evidence[1]
+
+
+def test_the_strongest_defect_names_the_mode_and_every_standing_out_defect_is_evidence() -> None:
+    features = HEALTHY | {"env_bpfo_g": 0.06, "env_bpfi_g": 0.2}
+    mode, _, evidence = diagnosis(features)
+    assert mode == "inner_race"
+    assert sorted(line.split()[0] for line in evidence) == ["BPFI", "BPFO"]
+
+
+def test_a_harmonic_standing_out_without_its_fundamental_growing_is_not_evidence() -> None:
+    # only 2×BPFO is prominent and BPFO itself sits at its baseline: a coincident line, not a comb
+    features = HEALTHY | {"env_bpfo_h2_g": 0.05}
+    assert diagnosis(features) == ("unknown", 0.5, [])
+    # once the fundamental has grown past 2× its baseline, the harmonic counts
+    mode, _, evidence = diagnosis(features | {"env_bpfo_g": 0.025})
+    assert mode == "outer_race"
+    assert "harmonics 2× stand 5× above the floor; 0.025 g, 2.5× baseline" in evidence[0]
+
+
+def test_a_prominent_fundamental_is_evidence_even_if_it_was_already_there_at_commissioning() -> None:
+    # a bearing commissioned with a defect: BPFO stands 5× above the floor but only 1.33× its baseline
+    mode, _, evidence = diagnosis(HEALTHY | {"env_bpfo_g": 0.05}, BASELINE | {"env_bpfo_g": 0.0375})
+    assert mode == "outer_race"
+    assert evidence[0].endswith("stand 5× above the floor; 0.050 g, 1.3× baseline")
+
+
+def test_a_line_below_prominence_is_not_evidence_however_much_it_grew() -> None:
+    # the whole envelope rose: BPFO is 10× its baseline but only 2× the floor
+    features = HEALTHY | {"env_floor_g": 0.05, "env_bpfo_g": 0.1}
+    assert diagnosis(features) == ("unknown", 0.5, [])
+
+
+def test_a_grown_running_speed_harmonic_is_evidence_with_its_frequency() -> None:
+    features = HEALTHY | {"order_2x_g": 0.2, "order_3x_g": 0.03}  # 4× and 1.5× their baselines
+    mode, _, evidence = diagnosis(features)
+    assert mode == "unknown"
+    assert evidence == ["2× running speed (59.9 Hz): 0.200 g, 4.0× baseline"]
+
+
+@pytest.mark.parametrize(
+    ("machine_class", "velocity", "zone", "sentence"),
+    [
+        (
+            "II",
+            3.0,
+            3.0,
+            "Velocity 3.00 mm/s RMS (10–1000 Hz): ISO 10816 zone C for class II, B/C boundary 2.8 mm/s",
+        ),
+        (
+            "group2-rigid",
+            5.25,
+            4.0,
+            "Velocity 5.25 mm/s RMS (10–1000 Hz): ISO 10816 zone D for class group2-rigid, B/C boundary 2.8 mm/s",
+        ),
+        (
+            "II",
+            0.5,
+            1.0,
+            "Velocity 0.50 mm/s RMS (10–1000 Hz): ISO 10816 zone A for class II, B/C boundary 2.8 mm/s",
+        ),
+    ],
+)
+def test_the_iso_zone_is_stated_with_the_velocity_and_the_classs_b_c_boundary(
+    machine_class: str, velocity: float, zone: float, sentence: str
+) -> None:
+    features = HEALTHY | {"velocity_rms_mm_s": velocity, "iso_zone": zone}
+    mode, _, evidence = diagnosis(features, machine_class=machine_class)
+    assert mode == "unknown"
+    assert evidence == [sentence]
+
+
+def test_impulsiveness_and_rms_growth_are_evidence_after_the_lines() -> None:
+    features = (
+        HEALTHY | BPFO_COMB | {"kurtosis": 9.0, "rms_g": 0.5, "velocity_rms_mm_s": 3.0, "iso_zone": 3.0}
+    )
+    _, _, evidence = diagnosis(features)
+    assert [line.split()[0] for line in evidence] == ["BPFO", "Velocity", "Kurtosis", "RMS"]
+    assert evidence[2] == "Kurtosis 9.00, 3.0× baseline (3.00)"
+    assert evidence[3] == "RMS 0.50 g, 2.5× baseline (0.20 g)"
 
 
 def test_temperature_over_the_limit_names_overheating() -> None:
-    mode, _, evidence = diagnose(
-        BASELINE, BASELINE, shaft_hz=SHAFT_HZ, defect_orders=ORDERS, temperature_c=95.0, overheating_c=90.0
-    )
-    assert mode == "overheating"
-    assert evidence == ["Bearing temperature 95.0 °C, above the 90 °C limit"]
+    features = HEALTHY | {"temperature_slope_c_per_h": 2.5}
+    mode, confidence, evidence = diagnosis(features, temperature_c=95.0)
+    assert (mode, confidence) == ("overheating", 0.5)
+    assert evidence == ["Bearing temperature 95.0 °C, above the 90 °C limit (rising 2.5 °C/h)"]
+
+
+def test_a_fast_rising_temperature_below_the_limit_is_evidence_but_no_failure_mode() -> None:
+    mode, _, evidence = diagnosis(HEALTHY | {"temperature_slope_c_per_h": 6.0}, temperature_c=70.0)
+    assert mode == "unknown"
+    assert evidence == ["Bearing temperature 70.0 °C, rising 6.0 °C/h"]
+    assert diagnosis(HEALTHY | {"temperature_slope_c_per_h": 4.9}, temperature_c=70.0)[2] == []
 
 
 def test_a_bearing_defect_outranks_overheating_but_keeps_the_temperature_as_evidence() -> None:
-    features = dict(BASELINE, env_bpfo_g=0.1)
-    mode, _, evidence = diagnose(
-        features, BASELINE, shaft_hz=SHAFT_HZ, defect_orders=ORDERS, temperature_c=95.0, overheating_c=90.0
-    )
+    mode, _, evidence = diagnosis(HEALTHY | BPFO_COMB, temperature_c=95.0)
     assert mode == "outer_race"
     assert "BPFO" in evidence[0]
-    assert any("temperature" in line for line in evidence)
+    assert evidence[-1].startswith("Bearing temperature 95.0 °C, above the 90 °C limit")
 
 
-@pytest.mark.parametrize("baseline", [{}, {"env_bpfo_g": 0.0}])
+def test_a_confident_classifier_outranks_overheating() -> None:
+    mode, _, _ = diagnosis(HEALTHY, label="misalignment", label_confidence=0.9, temperature_c=95.0)
+    assert mode == "misalignment"
+
+
+@pytest.mark.parametrize("baseline", [{}, dict.fromkeys(BASELINE, 0.0)])
 def test_a_missing_or_zero_baseline_does_not_divide_by_zero(baseline: dict[str, float]) -> None:
-    mode, confidence, _ = diagnose(
-        {"env_bpfo_g": 0.1, "kurtosis": 5.0},
-        baseline,
-        shaft_hz=SHAFT_HZ,
-        defect_orders=ORDERS,
-        temperature_c=None,
-        overheating_c=90.0,
-    )
-    assert mode == "outer_race"
-    assert confidence == 0.99
+    features = HEALTHY | BPFO_COMB | {"kurtosis": 9.0, "order_1x_g": 0.5}
+    mode, confidence, evidence = diagnosis(features, baseline)
+    assert (mode, confidence) == ("outer_race", 0.6)
+    assert len(evidence) == 1
+    assert "baseline" not in evidence[0]
+
+
+def test_all_zero_features_and_a_zero_floor_do_not_divide_by_zero() -> None:
+    features = dict.fromkeys(HEALTHY, 0.0) | {"velocity_rms_mm_s": 0.0, "iso_zone": 1.0}
+    mode, _, evidence = diagnosis(features, dict.fromkeys(BASELINE, 0.0), temperature_c=20.0)
+    assert mode == "unknown"
+    assert [line.split()[0] for line in evidence] == ["Velocity"]
+
+
+@pytest.mark.parametrize(
+    ("features", "label", "temperature_c"),
+    [
+        (HEALTHY, "healthy", None),
+        (HEALTHY, "inner_race", None),
+        (HEALTHY | BPFO_COMB, "healthy", 95.0),
+        (HEALTHY | {"env_bpfo_g": 0.06, "env_bpfi_g": 0.2}, "healthy", None),
+        (HEALTHY | {"env_bpfo_h2_g": 0.05}, "healthy", None),
+        (HEALTHY, "healthy", 95.0),
+        (HEALTHY, "misalignment", 95.0),
+    ],
+)
+def test_without_explanation_the_mode_and_confidence_are_the_same_and_no_sentences_are_written(
+    features: dict[str, float], label: str, temperature_c: float | None
+) -> None:
+    explained = diagnosis(features, label=label, temperature_c=temperature_c)
+    mode, confidence, evidence = diagnosis(features, label=label, temperature_c=temperature_c, explain=False)
+    assert (mode, confidence) == explained[:2]
+    assert evidence == []

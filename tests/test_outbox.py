@@ -7,9 +7,11 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from plantwatch.agent.outbox import AssetUpdate, Outbox
+from plantwatch.agent.baseline import BASELINE_FEATURES, Baseline
+from plantwatch.agent.outbox import MIGRATIONS, AssetUpdate, Outbox
 from plantwatch.contract import (
     ALERT_SCHEMA,
     HEALTH_SCHEMA,
@@ -20,6 +22,7 @@ from plantwatch.contract import (
     record_topic,
     uuid7,
 )
+from plantwatch.db import open_database
 
 SITE, AGENT = "plant1", "gw-line3"
 MODEL = ModelRef(name="anomaly-ae", version="1.0.0", sha256="ab" * 32)
@@ -51,13 +54,21 @@ def draft(asset: str = "pump-7", *, alert: bool = False, score: float = 0.2) -> 
     return record, record_topic(SITE, AGENT, asset, "alert" if alert else "health")
 
 
+def baseline(windows: int, *, target: int = 40) -> Baseline:
+    """An asset's baseline after ``windows`` commissioning windows (complete at ``target``)."""
+    learned = Baseline(target_windows=target)
+    learned.add({name: np.full(windows, 0.2) for name in BASELINE_FEATURES}, windows)
+    if learned.ready:
+        learned.finish()
+        learned.threshold = 0.42
+    return learned
+
+
 def update(asset: str = "pump-7", *, windows: int = 3, state: str = "warning") -> AssetUpdate:
     return AssetUpdate(
         asset=asset,
         memory=json.dumps({"state": state, "pending_count": 1}),
-        baseline_windows=windows,
-        baseline_complete=windows >= 40,
-        baseline_sums=json.dumps({"rms_g": 0.2 * windows}),
+        baseline=baseline(windows).to_json(),
     )
 
 
@@ -139,10 +150,19 @@ def test_asset_memory_and_baseline_are_stored_with_the_records_and_loaded_back(o
     outbox.append(
         [draft()], now_s=101.0, assets=[update(windows=40, state="alarm"), update("fan-2", windows=1)]
     )
-    memory, baseline = outbox.load_asset("pump-7")
+    memory, stored = outbox.load_asset("pump-7")
     assert memory is not None and json.loads(memory)["state"] == "alarm"
-    assert baseline == (40, True, json.dumps({"rms_g": 0.2 * 40}))
-    assert outbox.load_asset("fan-2")[1] == (1, False, json.dumps({"rms_g": 0.2}))
+    # the baseline comes back as the very JSON text stored, and reads back as the same baseline
+    assert stored == baseline(40).to_json()
+    restored = Baseline.from_json(stored, target_windows=40)
+    assert restored == baseline(40)
+    assert restored.complete and restored.threshold == 0.42
+    assert restored.median["rms_g"] == 0.2
+    fan_memory, fan_baseline = outbox.load_asset("fan-2")
+    assert fan_memory is not None and json.loads(fan_memory)["state"] == "warning"
+    assert fan_baseline is not None
+    assert Baseline.from_json(fan_baseline, target_windows=40) == baseline(1)
+    assert outbox.load_asset("fan-9") == (None, None)
 
 
 def test_a_failed_append_stores_neither_records_nor_asset_memory_nor_numbers(outbox: Outbox) -> None:
@@ -150,24 +170,90 @@ def test_a_failed_append_stores_neither_records_nor_asset_memory_nor_numbers(out
     outbox.append([first], now_s=100.0, assets=[update(windows=3)])
     with pytest.raises(sqlite3.IntegrityError):
         # the second record repeats a message id: the whole transaction must roll back
-        outbox.append([draft(), first], now_s=101.0, assets=[update(windows=4)])
+        outbox.append(
+            [draft(), first], now_s=101.0, assets=[update(windows=4, state="alarm"), update("fan-2")]
+        )
     assert outbox.last_seq() == 1
     assert outbox.level()[0] == 1
-    assert outbox.load_asset("pump-7")[1][0] == 3
+    memory, stored = outbox.load_asset("pump-7")
+    assert memory is not None and json.loads(memory)["state"] == "warning"
+    assert stored is not None and Baseline.from_json(stored, target_windows=40).windows == 3
+    assert outbox.load_asset("fan-2") == (None, None)
 
 
-def test_the_file_is_in_wal_mode_with_its_migration_recorded(tmp_path: Path) -> None:
+def test_the_file_is_in_wal_mode_with_its_migrations_recorded(tmp_path: Path) -> None:
     path = tmp_path / "agent.sqlite"
     Outbox(path, agent=AGENT).close()
     Outbox(path, agent=AGENT).close()  # reopening applies nothing twice
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [row[0] for row in conn.execute("SELECT number FROM schema_migrations")] == [1]
+        assert [row[0] for row in conn.execute("SELECT number FROM schema_migrations")] == [1, 2]
+        assert len(MIGRATIONS) == 2
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"outbox", "sequence", "baseline", "asset_state", "schema_migrations"} <= tables
+        assert {
+            "outbox",
+            "sequence",
+            "baseline",
+            "asset_state",
+            "recommission",
+            "schema_migrations",
+        } <= tables
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(baseline)")]
+        assert columns == ["asset", "state", "updated_at"]
     finally:
         conn.close()
+
+
+def test_upgrading_a_first_version_file_drops_old_baselines_and_keeps_everything_else(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    conn = open_database(path, MIGRATIONS[:1])  # the agent.sqlite of the first version
+    conn.execute("INSERT INTO sequence VALUES (?, 7)", (AGENT,))
+    conn.execute("INSERT INTO baseline VALUES ('pump-7', 40, 1, ?, 100.0)", (json.dumps({"rms_g": 8.0}),))
+    conn.execute("INSERT INTO asset_state VALUES ('pump-7', ?, 100.0)", (json.dumps({"state": "warning"}),))
+    conn.close()
+    box = Outbox(path, agent=AGENT)
+    try:
+        # running sums cannot become medians: the asset commissions again, its decision memory stays
+        assert box.load_asset("pump-7") == (json.dumps({"state": "warning"}), None)
+        assert box.last_seq() == 7
+        box.append([draft()], now_s=200.0, assets=[update(windows=2)])
+        assert Baseline.from_json(box.load_asset("pump-7")[1] or "", target_windows=40).windows == 2
+    finally:
+        box.close()
+
+
+def test_recommission_requests_are_stored_and_taken_once(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    service = Outbox(path, agent=AGENT)  # the running agent
+    try:
+        assert service.take_recommission_requests() == []
+        command = Outbox(path, agent=AGENT)  # plantwatch-agent --recommission, another connection
+        command.request_recommission("pump-7", 100.0)
+        command.request_recommission("fan-2", 101.0)
+        command.request_recommission("pump-7", 102.0)  # asked again: still one request
+        command.close()
+        assert sorted(service.take_recommission_requests()) == ["fan-2", "pump-7"]
+        assert service.take_recommission_requests() == []
+    finally:
+        service.close()
+
+
+def test_a_recommission_request_waits_in_the_file_for_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    command = Outbox(path, agent=AGENT)
+    command.request_recommission("pump-7", 100.0)
+    command.close()
+    service = Outbox(path, agent=AGENT)
+    try:
+        assert service.take_recommission_requests() == ["pump-7"]
+    finally:
+        service.close()
+    service = Outbox(path, agent=AGENT)
+    try:
+        assert service.take_recommission_requests() == []
+    finally:
+        service.close()
 
 
 def test_health_payloads_leave_out_evidence_and_alert_payloads_keep_it(outbox: Outbox) -> None:
