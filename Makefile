@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" != 0 ] && command -v sudo)
 
-.PHONY: setup demo test lint models clean mosquitto
+.PHONY: setup demo test lint models evaluate clean mosquitto
 
 setup: $(VENV)/.installed mosquitto
 
@@ -38,6 +38,16 @@ test: setup lint
 # Rebuild the shipped default models (needs the [train] extra: pip install -e '.[train]').
 models: setup
 	$(BIN)/plantwatch-models build
+
+# Real-data evaluation of the shipped int8 models (not part of make test; needs [train] for the
+# classifier trained on CWRU's training loads: without TensorFlow add EVALUATE_FLAGS=--no-train).
+DATA ?= ../shared/data
+EVALUATE_FLAGS ?=
+evaluate: setup
+	$(BIN)/plantwatch-models evaluate cwru $(DATA)/cwru --train-loads 0 --test-loads 1,2,3 $(EVALUATE_FLAGS)
+	$(BIN)/plantwatch-models evaluate cwru $(DATA)/cwru --train-loads 0,1,2,3 --test-loads 0,1,2,3 \
+		--train-sizes 0.007,0.021 --test-sizes 0.014 $(EVALUATE_FLAGS)
+	$(BIN)/plantwatch-models evaluate run-to-failure $(DATA)/femto_pronostia/Learning_set/Bearing3_1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,6 +1,10 @@
 """A plant in a box: a private Mosquitto, the SAP simulator, the machine simulator, an agent and a gateway,
 each a real process on loopback, wired by generated configuration files. Used by ``make demo`` and by the
 end-to-end tests.
+
+The machine simulator streams the default fleet (:func:`plantwatch.simulators.fleet.default_fleet`: pump-7
+with a growing outer-race defect, fan-2 and compressor-4 healthy); the agent's ``[[assets]]`` tables are
+rendered from that same fleet, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -13,8 +17,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from plantwatch.simulators.fleet import FleetAsset, agent_asset_tables, default_fleet
+from plantwatch.simulators.machine import FaultSpec
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -95,9 +103,15 @@ class Broker:
 
 
 def agent_toml(
-    *, site: str, agent_id: str, port_path: str, broker_port: int, state_dir: Path, asset: str = "pump-7"
+    *,
+    site: str,
+    agent_id: str,
+    port_path: str,
+    broker_port: int,
+    state_dir: Path,
+    fleet: Sequence[FleetAsset],
 ) -> str:
-    """The demo agent's configuration."""
+    """The demo agent's configuration, with one ``[[assets]]`` table for each asset of ``fleet``."""
     return f"""site = "{site}"
 agent_id = "{agent_id}"
 state_dir = "{state_dir}"
@@ -111,12 +125,7 @@ reopen_delay_s = 0.2
 host = "127.0.0.1"
 port = {broker_port}
 
-[[assets]]
-id = "{asset}"
-vibration_channel = 0
-temperature_channel = 1
-shaft_hz = 29.95
-"""
+{agent_asset_tables(fleet)}"""
 
 
 def gateway_toml(*, site: str, gateway_id: str, broker_port: int, sap_url: str, state_dir: Path) -> str:
@@ -174,16 +183,25 @@ class Plant:
     workdir: Path
     site: str = "demo"
     agent_id: str = "gw-line1"
-    asset: str = "pump-7"
     sap_password: str = "demo-secret"
     broker: Broker | None = None
     sap: object | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    fleet: tuple[FleetAsset, ...] = ()
+    """What the machine simulator streams (set by :meth:`start`)."""
 
-    def start(self, *, days: float, onset_days: float, speed: float, seed: int = 1) -> None:
-        """Start every part; the machine streams ``days`` simulated days with a defect from ``onset_days``."""
+    def start(
+        self, *, days: float, onset_days: float, speed: float, seed: int = 1, fleet: bool = True
+    ) -> None:
+        """Start every part; the machine streams ``days`` simulated days with a defect from ``onset_days``.
+
+        ``fleet``: stream the default fleet (three assets); else only its faulty asset, pump-7.
+        """
         from plantwatch.simulators.sap import SapSimulator
 
+        fault = FaultSpec(mode="outer_race", onset_s=onset_days * 86400, life_s=(days - onset_days) * 86400)
+        whole = default_fleet(fault=fault)
+        self.fleet = whole if fleet else whole[:1]
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.broker = Broker(self.workdir / "broker")
         self.broker.start()
@@ -197,6 +215,9 @@ class Plant:
                 "machine",
                 "--link",
                 str(link),
+                *(["--fleet"] if fleet else []),
+                "--fault",
+                fault.mode,
                 "--days",
                 str(days),
                 "--onset-days",
@@ -219,7 +240,7 @@ class Plant:
                 port_path=str(link),
                 broker_port=self.broker.port,
                 state_dir=self.workdir / "agent",
-                asset=self.asset,
+                fleet=self.fleet,
             )
         )
         self.gateway_config.write_text(
@@ -233,6 +254,16 @@ class Plant:
         )
         self.start_gateway()
         self.start_agent()
+
+    @property
+    def asset(self) -> str:
+        """The asset whose bearing fails (pump-7)."""
+        return next((a.asset_id for a in self.fleet if a.fault is not None), "pump-7")
+
+    @property
+    def healthy_assets(self) -> tuple[FleetAsset, ...]:
+        """The assets streamed without a fault."""
+        return tuple(a for a in self.fleet if a.fault is None)
 
     @property
     def agent_config(self) -> Path:
@@ -263,6 +294,19 @@ class Plant:
     def machine_done(self) -> bool:
         """True once the machine simulator streamed everything and exited."""
         return self.processes["machine"].poll() is not None
+
+    def peak_rss_mb(self, name: str) -> float | None:
+        """Peak resident memory (VmHWM, MB) of a running process of the plant, from /proc (Linux)."""
+        process = self.processes.get(name)
+        if process is None or process.poll() is not None:
+            return None
+        try:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+        except OSError:
+            return None
+        return None
 
     def check_running(self) -> None:
         """Raise :class:`PlantError` if the agent or the gateway died."""

@@ -1,8 +1,10 @@
-"""The simulated sensor: a machine's signals as framed binary records on a serial port (a pty).
+"""The simulated sensor: machines' signals as framed binary records on a serial port (a pty).
 
-Like a wireless or USB condition-monitoring sensor, it takes a **snapshot** every
-``snapshot_interval_s`` of simulated time: ``snapshot_samples`` of acceleration at ``fs_hz`` on the
-vibration channel (frames of ``frame_samples``) and one temperature reading on the temperature channel.
+Like a multi-channel condition-monitoring sensor hub, it takes a **snapshot** every
+``snapshot_interval_s`` of simulated time: for every asset in turn, ``snapshot_samples`` of acceleration
+at ``fs_hz`` on the asset's vibration channel (frames of ``frame_samples``), then one temperature reading
+on its temperature channel. One machine (``machine``, ``fault``, the two channels) or a fleet
+(:mod:`plantwatch.simulators.fleet`).
 Simulated time runs ``speed`` times faster than the wall clock (0: as fast as the reader takes them), so
 days of degradation replay in seconds; frame timestamps carry the simulated time.
 
@@ -21,12 +23,16 @@ import numpy as np
 
 from plantwatch.agent.frames import Frame, encode
 from plantwatch.log import event
+from plantwatch.simulators.fleet import FleetAsset, check_fleet
 from plantwatch.simulators.machine import FaultSpec, MachineSpec, temperature_c, vibration_g
 
 log = logging.getLogger("plantwatch.simulators.streamer")
 
 VIBRATION_SCALE_G = 16.0 / 32768.0
 TEMPERATURE_SCALE_C = 0.01
+
+SINGLE_ASSET_ID = "pump-7"
+"""The asset id of a one-machine stream (the demo's pump)."""
 
 
 @dataclass(frozen=True)
@@ -45,17 +51,55 @@ class StreamSettings:
     seed: int = 1
     machine: MachineSpec = field(default_factory=MachineSpec)
     fault: FaultSpec | None = field(default_factory=FaultSpec)
+    fleet: tuple[FleetAsset, ...] = ()
+    """Assets to stream, each on its own channels; when given, ``machine``, ``fault`` and the two
+    channel settings are not used."""
+
+    def __post_init__(self) -> None:
+        if self.fleet:
+            check_fleet(self.fleet)
+
+    def assets(self) -> tuple[FleetAsset, ...]:
+        """What is streamed: the fleet, or the one machine as asset :data:`SINGLE_ASSET_ID`."""
+        if self.fleet:
+            return self.fleet
+        return (
+            FleetAsset(
+                asset_id=SINGLE_ASSET_ID,
+                machine=self.machine,
+                fault=self.fault,
+                vibration_channel=self.vibration_channel,
+                temperature_channel=self.temperature_channel,
+            ),
+        )
+
+    def degradation(self, t_s: float) -> float:
+        """The most advanced fault's progress (0 … 1) at simulated time ``t_s``; 0 for a healthy fleet."""
+        return max((a.fault.progress(t_s) for a in self.assets() if a.fault is not None), default=0.0)
 
 
 def snapshot_frames(
     settings: StreamSettings, index: int, rng: np.random.Generator, sequences: dict[int, int]
 ) -> list[Frame]:
-    """The frames of snapshot ``index`` (vibration frames, then one temperature frame)."""
+    """The frames of snapshot ``index``: for each asset, its vibration frames, then its temperature frame."""
+    frames: list[Frame] = []
+    for asset in settings.assets():
+        frames.extend(_asset_frames(settings, asset, index, rng, sequences))
+    return frames
+
+
+def _asset_frames(
+    settings: StreamSettings,
+    asset: FleetAsset,
+    index: int,
+    rng: np.random.Generator,
+    sequences: dict[int, int],
+) -> list[Frame]:
     t_s = index * settings.snapshot_interval_s
     stamp_us = int(round((settings.start_epoch_s + t_s) * 1e6))
     accel = vibration_g(
-        settings.machine,
-        settings.fault,
+        asset.machine,
+        asset.fault,
         t0_s=t_s,
         samples=settings.snapshot_samples,
         fs_hz=settings.fs_hz,
@@ -65,7 +109,7 @@ def snapshot_frames(
     frames = []
     for offset in range(0, counts.size, settings.frame_samples):
         chunk = counts[offset : offset + settings.frame_samples]
-        channel = settings.vibration_channel
+        channel = asset.vibration_channel
         frames.append(
             Frame(
                 channel=channel,
@@ -77,8 +121,8 @@ def snapshot_frames(
             )
         )
         sequences[channel] = (sequences.get(channel, 0) + 1) % (1 << 32)
-    celsius = temperature_c(settings.machine, settings.fault, t_s=t_s, rng=rng)
-    channel = settings.temperature_channel
+    celsius = temperature_c(asset.machine, asset.fault, t_s=t_s, rng=rng)
+    channel = asset.temperature_channel
     frames.append(
         Frame(
             channel=channel,
@@ -101,7 +145,8 @@ def stream(
 ) -> int:
     """Send every snapshot of the simulated run through ``write``; returns the number of frames sent.
 
-    ``progress(snapshot, snapshots, degradation)`` is called after each snapshot.
+    ``progress(snapshot, snapshots, degradation)`` is called after each snapshot (degradation: the most
+    advanced fault's progress, 0 … 1).
     """
     rng = np.random.default_rng(settings.seed)
     sequences: dict[int, int] = {}
@@ -119,7 +164,6 @@ def stream(
         write(b"".join(encode(frame) for frame in frames))
         sent += len(frames)
         if progress is not None:
-            t_s = index * settings.snapshot_interval_s
-            progress(index + 1, snapshots, settings.fault.progress(t_s) if settings.fault else 0.0)
-    event(log, logging.INFO, "stream_done", snapshots=snapshots, frames=sent)
+            progress(index + 1, snapshots, settings.degradation(index * settings.snapshot_interval_s))
+    event(log, logging.INFO, "stream_done", snapshots=snapshots, assets=len(settings.assets()), frames=sent)
     return sent

@@ -431,7 +431,7 @@ def subcommands() -> list[str]:
 
 
 def test_cli_has_the_commands_of_the_registry() -> None:
-    assert subcommands() == ["build", "list", "verify"]
+    assert subcommands() == ["build", "evaluate", "list", "verify"]
 
 
 @pytest.mark.parametrize("argv", [["--help"]] + [[command, "--help"] for command in subcommands()])
@@ -545,3 +545,20 @@ if __name__ == "__main__":
         raise SystemExit("usage: python tests/test_models.py --write-fixture")
     written = write_fixture()
     print(f"wrote {written.file} sha256={written.sha256} threshold={written.threshold:.4g}")
+
+
+def test_evaluate_refuses_a_folder_without_a_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = cli.main(
+        ["evaluate", "cwru", str(tmp_path), "--train-loads", "0", "--test-loads", "1", "--no-train"]
+    )
+    assert status != 0
+    assert "manifest.csv" in capsys.readouterr().err
+
+
+def test_evaluate_run_to_failure_needs_a_speed_for_a_foreign_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["evaluate", "run-to-failure", str(tmp_path / "my_bearing")]) != 0
+    assert "--rpm" in capsys.readouterr().err
