@@ -446,7 +446,7 @@ def evaluate_run_to_failure(
         "warnings_first_half": len(warnings_first_half),
         "state_changes": changes,
         "failure_mode_at_end": modes[-1],
-        "score_quartiles_by_life_tenth": [
+        "score_median_by_life_tenth": [
             float(np.median(part)) for part in np.array_split(np.asarray(scores), 10)
         ],
     }
@@ -473,7 +473,7 @@ def run_to_failure_report(figures: dict[str, Any]) -> str:
         f"first snapshot over 20 g: {at(figures['first_over_20g_s'])}",
         f"alarms in the first half of life: {figures['alarms_first_half']}; warnings: {figures['warnings_first_half']}",
         "median anomaly score per tenth of life: "
-        + " ".join(f"{v:.2f}" for v in figures["score_quartiles_by_life_tenth"]),
+        + " ".join(f"{v:.2f}" for v in figures["score_median_by_life_tenth"]),
         "",
         format_table(
             ["snapshot", "time s", "from", "to", "score", "failure mode"],
