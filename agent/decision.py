@@ -177,13 +177,13 @@ def diagnose(
         if mode == "unknown" and temperature_c is not None and temperature_c >= overheating_c:
             mode = "overheating"
         return mode, confidence, []
-    for name, label_text in (("order_1x_g", "1×"), ("order_2x_g", "2×"), ("order_3x_g", "3×")):
+    for multiple in (1, 2, 3):
+        name = f"order_{multiple}x_g"
         reference = baseline.get(name, 0.0)
         value = features.get(name, 0.0)
         if reference > 0 and value / reference >= LINE_GROWTH:
-            multiple = {"1×": 1, "2×": 2, "3×": 3}[label_text]
             evidence.append(
-                f"{label_text} running speed ({multiple * shaft_hz:.1f} Hz): {value:.3f} g, "
+                f"{multiple}× running speed ({multiple * shaft_hz:.1f} Hz): {value:.3f} g, "
                 f"{value / reference:.1f}× baseline"
             )
     velocity = features.get("velocity_rms_mm_s")

@@ -186,7 +186,6 @@ class _Plan:
     envelope_bins: slice
     envelope_length: int
     envelope_window: np.ndarray
-    envelope_resolution_hz: float
     order_bins: int
 
 
@@ -220,9 +219,6 @@ def _plan(samples: int, fs_hz: float, envelope_band_hz: tuple[float, float]) -> 
         envelope_bins=envelope,
         envelope_length=length,
         envelope_window=(window / window.sum() * 2.0).astype(np.float32),
-        # the envelope is the band's analytic signal shifted to base band and sampled at fs·L/N: the
-        # spectrum of L samples at that rate has the same resolution as the original window
-        envelope_resolution_hz=resolution,
         order_bins=min(samples // 2, int(1200.0 / resolution) + 3),
     )
 
@@ -260,8 +256,10 @@ def _envelope(spectrum_complex: np.ndarray, plan: _Plan) -> tuple[Spectrum, np.n
     # |ifft| of the doubled band, rescaled from L to N points: 2/N Σ X_k e^{…} = (2L/N) ifft_L
     envelope = np.abs(sp_fft.ifft(shifted, axis=-1)) * (2.0 * length / plan.samples)
     envelope -= envelope.mean(axis=-1, keepdims=True)
+    # the band's analytic signal, shifted to base band and sampled at fs·L/N: the spectrum of its L
+    # samples has the resolution of the original window
     amplitude = np.abs(sp_fft.rfft(envelope * plan.envelope_window, axis=-1))
-    frequency = np.arange(amplitude.shape[-1]) * plan.envelope_resolution_hz
+    frequency = np.arange(amplitude.shape[-1]) * plan.resolution_hz
     return Spectrum(frequency_hz=frequency, amplitude=amplitude), np.sqrt(
         np.mean(np.square(envelope), axis=-1)
     )
@@ -436,7 +434,7 @@ def _chunk_features(
         centre = 2.0 * order if defect == "bsf" else order
         targets += [order, 2 * order, 3 * order, centre - sideband, centre + sideband]
     frequency = speed[:, None] * np.asarray(targets)[None, :]
-    amplitude = peaks_at(envelope.amplitude, plan.envelope_resolution_hz, frequency, DEFECT_TOLERANCE)
+    amplitude = peaks_at(envelope.amplitude, plan.resolution_hz, frequency, DEFECT_TOLERANCE)
     for i, defect in enumerate(DEFECTS):
         block = amplitude[:, 5 * i : 5 * i + 5]
         if float(defect_orders.get(defect, 0.0)) <= 0:

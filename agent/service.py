@@ -7,12 +7,13 @@ bounded executor. Pure parts (frames, windows, features, decision) are wired to 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from plantwatch.agent.analysis import AssetAnalyser
+from plantwatch.agent.analysis import AssetAnalyser, model_ref
 from plantwatch.agent.baseline import ANOMALY_INPUTS, CLASSIFIER_INPUTS
 from plantwatch.agent.config import AgentSettings
 from plantwatch.agent.frames import Frame
@@ -112,8 +113,6 @@ class AgentService:
         # not after every stored batch: a count over a large backlog does not belong on the hot path)
         waiting, oldest = self._level
         now = self.clock.now()
-        a = next(iter(self.analysers.values())).anomaly_ref
-        c = next(iter(self.analysers.values())).classifier_ref
         body = {
             "schema": STATUS_SCHEMA,
             "ts": rfc3339(now),
@@ -122,10 +121,8 @@ class AgentService:
             "state": state,
             "buffered_records": waiting,
             "oldest_record_age_s": round(now - oldest, 3) if oldest is not None else 0.0,
-            "model": {"name": a.name, "version": a.version, "sha256": a.sha256},
-            "classifier": (
-                {"name": c.name, "version": c.version, "sha256": c.sha256} if c is not None else None
-            ),
+            "model": dataclasses.asdict(model_ref(self.model)),
+            "classifier": dataclasses.asdict(model_ref(self.classifier)) if self.classifier else None,
             "assets": {analyser.asset.id: analyser.status() for analyser in self.analysers.values()},
         }
         return json.dumps(body, separators=(",", ":")).encode()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,14 +41,14 @@ def best_of(repeats: int, work) -> float:
     return min(times)
 
 
-def latency_ms(model, rows: np.ndarray, repeats: int = 200) -> float:
+def latency_ms(run: Callable[[np.ndarray], object], rows: np.ndarray, repeats: int = 200) -> float:
     """Median time of one single-row inference (ms), interpreter already sized for one row."""
     one = rows[:1]
-    model.score(one) if hasattr(model, "score") else model.classify(one)
+    run(one)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        model.score(one) if hasattr(model, "score") else model.classify(one)
+        run(one)
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1e3)
 
@@ -121,8 +122,8 @@ def main() -> int:
         "features_us_per_window": round(features_s / args.windows * 1e6, 1),
         "both_models_us_per_window": round(models_s / args.windows * 1e6, 1),
         "rest_us_per_window": round((agent_s - features_s - models_s) / args.windows * 1e6, 1),
-        "anomaly_single_inference_ms": round(latency_ms(anomaly, anomaly_rows), 4),
-        "classifier_single_inference_ms": round(latency_ms(classifier, classifier_rows), 4),
+        "anomaly_single_inference_ms": round(latency_ms(anomaly.score, anomaly_rows), 4),
+        "classifier_single_inference_ms": round(latency_ms(classifier.classify, classifier_rows), 4),
         "model_bytes": sizes,
     }
     print(f"{'path':<40}{'windows/s':>12}")

@@ -256,6 +256,65 @@ def _created_with(tf: Any) -> dict[str, str]:
     return versions
 
 
+def _fresh_session(tf: Any, seed: int) -> None:
+    """Fresh layer names and graph state, seeded and deterministic ops: a rebuild is byte-identical."""
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _quantize(tf: Any, network: Any, z_train: np.ndarray) -> bytes:
+    """The int8 model of ``network``, its ranges set by evenly spaced training rows (so they do not depend
+    on the split's order); refused if over :data:`MAX_MODEL_BYTES`."""
+    picks = np.linspace(0, len(z_train) - 1, num=min(REPRESENTATIVE_ROWS, len(z_train))).astype(int)
+    content = _convert_int8(tf, network, z_train[picks])
+    if len(content) > MAX_MODEL_BYTES:
+        raise ValueError(f"the model is {len(content)} bytes, over the {MAX_MODEL_BYTES}-byte edge budget")
+    return content
+
+
+def _draft_manifest(
+    tf: Any,
+    content: bytes,
+    *,
+    name: str,
+    version: str,
+    kind: str,
+    names: tuple[str, ...],
+    mean: np.ndarray,
+    std: np.ndarray,
+    labels: tuple[str, ...] = (),
+    threshold: float,
+    trained_on: TrainedOn,
+) -> Manifest:
+    """The manifest of a converted model, its tensor entries read from the model itself; calibration and
+    evaluation are filled in once the int8 model has run on held-out rows."""
+    from plantwatch.models.interpreter import make_interpreter
+
+    interpreter = make_interpreter(content)
+    return Manifest(
+        name=name,
+        version=version,
+        sha256=sha256_hex(content),
+        file=model_file_name(name, version),
+        kind=kind,
+        input=InputSpec(
+            features=names,
+            transform="log",
+            log_floor=LOG_FLOOR,
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+            tensor=_tensor_spec(interpreter.get_input_details()[0]),
+        ),
+        output=_tensor_spec(interpreter.get_output_details()[0]),
+        labels=labels,
+        threshold=threshold,
+        calibration=Calibration(rows=0, p50=0.0, p99=0.0, p99_9=0.0, max=0.0),
+        trained_on=trained_on,
+        created_with=_created_with(tf),
+    )
+
+
 def train_anomaly_model(
     features: np.ndarray,
     feature_names: Sequence[str],
@@ -312,9 +371,7 @@ def train_anomaly_model(
         seed=seed,
     )
 
-    tf.keras.backend.clear_session()  # fresh layer names and graph state, so a rebuild is byte-identical
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    _fresh_session(tf, seed)
     network = _autoencoder(tf, len(names))
     history = network.fit(
         z_train,
@@ -325,39 +382,18 @@ def train_anomaly_model(
         verbose=0,
         callbacks=[_progress_callback(tf, name, epochs)],
     )
-    # evenly spaced, so the representative rows do not depend on the split's order
-    picks = np.linspace(0, len(z_train) - 1, num=min(REPRESENTATIVE_ROWS, len(z_train))).astype(int)
-    content = _convert_int8(tf, network, z_train[picks])
-    if len(content) > MAX_MODEL_BYTES:
-        raise ValueError(f"the model is {len(content)} bytes, over the {MAX_MODEL_BYTES}-byte edge budget")
-
-    # the manifest's tensor entries come from the converted model; calibration and threshold are filled
-    # in once the int8 model has scored the held-out rows
-    from plantwatch.models.interpreter import make_interpreter
-
-    interpreter = make_interpreter(content)
-    input_tensor = _tensor_spec(interpreter.get_input_details()[0])
-    output_tensor = _tensor_spec(interpreter.get_output_details()[0])
-    placeholder = Calibration(rows=0, p50=0.0, p99=0.0, p99_9=0.0, max=0.0)
-    manifest = Manifest(
+    content = _quantize(tf, network, z_train)
+    manifest = _draft_manifest(
+        tf,
+        content,
         name=name,
         version=version,
-        sha256=sha256_hex(content),
-        file=model_file_name(name, version),
         kind=ANOMALY_KIND,
-        input=InputSpec(
-            features=names,
-            transform="log",
-            log_floor=LOG_FLOOR,
-            mean=tuple(float(v) for v in mean),
-            std=tuple(float(v) for v in std),
-            tensor=input_tensor,
-        ),
-        output=output_tensor,
+        names=names,
+        mean=mean,
+        std=std,
         threshold=1.0,
-        calibration=placeholder,
         trained_on=TrainedOn(description=trained_on, generator=generator, seed=seed, rows=int(x.shape[0])),
-        created_with=_created_with(tf),
     )
     int8_model = AnomalyModel(manifest, content, source=model_file_name(name, version))
     held_out = x[calibration_rows]
@@ -443,7 +479,7 @@ def train_classifier(
 
     ``features`` has shape ``(n, k)`` (positive values; the model takes their log, standardised like the
     anomaly model's inputs), ``labels`` one class name per row, ``classes`` the output columns in order.
-    Classes are weighted inversely to their counts. A held-out quarter (stratified by the seeded split)
+    Classes are weighted inversely to their counts. A held-out quarter (the seeded split of :func:`split_rows`)
     measures the **int8** model's accuracy and per-class recall into the manifest's ``evaluation``.
     With ``register`` the model is written to ``out_dir`` and loaded back through :func:`load_model`;
     without, nothing is written (an evaluation trains throw-away models). Returns the manifest and the
@@ -474,9 +510,7 @@ def train_classifier(
     z = ((logged - mean) / std).astype(np.float32)
     weights = {i: float(len(y) / (len(class_names) * n)) for i, n in enumerate(counts)}
     event(log, logging.INFO, "training_started", model=name, version=version, rows=len(train_rows), seed=seed)
-    tf.keras.backend.clear_session()
-    tf.keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    _fresh_session(tf, seed)
     network = _classifier(tf, len(names), len(class_names))
     network.fit(
         z[train_rows],
@@ -488,33 +522,19 @@ def train_classifier(
         class_weight=weights,
         callbacks=[_progress_callback(tf, name, epochs)],
     )
-    picks = np.linspace(0, len(train_rows) - 1, num=min(REPRESENTATIVE_ROWS, len(train_rows))).astype(int)
-    content = _convert_int8(tf, network, z[train_rows][picks])
-    if len(content) > MAX_MODEL_BYTES:
-        raise ValueError(f"the model is {len(content)} bytes, over the {MAX_MODEL_BYTES}-byte edge budget")
-    from plantwatch.models.interpreter import make_interpreter
-
-    interpreter = make_interpreter(content)
-    manifest = Manifest(
+    content = _quantize(tf, network, z[train_rows])
+    manifest = _draft_manifest(
+        tf,
+        content,
         name=name,
         version=version,
-        sha256=sha256_hex(content),
-        file=model_file_name(name, version),
         kind=CLASSIFIER_KIND,
-        input=InputSpec(
-            features=names,
-            transform="log",
-            log_floor=LOG_FLOOR,
-            mean=tuple(float(v) for v in mean),
-            std=tuple(float(v) for v in std),
-            tensor=_tensor_spec(interpreter.get_input_details()[0]),
-        ),
-        output=_tensor_spec(interpreter.get_output_details()[0]),
+        names=names,
+        mean=mean,
+        std=std,
         labels=class_names,
         threshold=CLASSIFIER_MIN_CONFIDENCE,
-        calibration=Calibration(rows=0, p50=0.0, p99=0.0, p99_9=0.0, max=0.0),
         trained_on=TrainedOn(description=trained_on, generator=generator, seed=seed, rows=int(x.shape[0])),
-        created_with=_created_with(tf),
     )
     model = FaultClassifier(manifest, content, source=model_file_name(name, version))
     predicted, confidence = model.classify(x[held_rows])

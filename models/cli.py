@@ -18,6 +18,7 @@ from pathlib import Path
 
 from plantwatch.log import setup_logging
 from plantwatch.models.interpreter import InterpreterUnavailable
+from plantwatch.models.metrics import format_table
 from plantwatch.models.registry import (
     DEFAULT_REGISTRY,
     ModelError,
@@ -84,16 +85,17 @@ def inspect_registry(directory: Path) -> list[RegistryEntry]:
 
 
 def _table(entries: Sequence[RegistryEntry]) -> str:
-    rows = [("name", "version", "sha256", "size_bytes", "verified")]
-    for entry in entries:
-        size = "-" if entry.size_bytes is None else str(entry.size_bytes)
-        rows.append(
-            (entry.name, entry.version, entry.sha256[:12] or "-", size, "yes" if entry.verified else "no")
-        )
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    rows = [
+        [
+            entry.name,
+            entry.version,
+            entry.sha256[:12] or "-",
+            "-" if entry.size_bytes is None else str(entry.size_bytes),
+            "yes" if entry.verified else "no",
+        ]
+        for entry in entries
+    ]
+    return format_table(["name", "version", "sha256", "size_bytes", "verified"], rows)
 
 
 def _registry_or_none(directory: Path) -> Path | None:
@@ -189,10 +191,10 @@ def _command_evaluate(arguments: argparse.Namespace) -> int:
             figures = evaluation.evaluate_cwru(
                 Path(train),
                 Path(test),
-                train_loads=evaluation._parse_numbers(arguments.train_loads),
-                test_loads=evaluation._parse_numbers(arguments.test_loads),
-                train_sizes=evaluation._parse_numbers(arguments.train_sizes),
-                test_sizes=evaluation._parse_numbers(arguments.test_sizes),
+                train_loads=evaluation.parse_numbers(arguments.train_loads),
+                test_loads=evaluation.parse_numbers(arguments.test_loads),
+                train_sizes=evaluation.parse_numbers(arguments.train_sizes),
+                test_sizes=evaluation.parse_numbers(arguments.test_sizes),
                 window_samples=arguments.window,
                 registry=registry,
                 train_classifier_here=not arguments.no_train,

@@ -12,6 +12,7 @@ at severities from barely visible to failure, train the classifier.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from plantwatch.agent.baseline import ANOMALY_INPUTS, CLASSIFIER_INPUTS, Baseline, input_matrix, model_inputs
-from plantwatch.agent.features import ENVELOPE_BAND_HZ, vibration_features
+from plantwatch.agent.features import vibration_features
 from plantwatch.simulators.machine import FAULT_MODES, MachineSpec, fault_windows, random_machine
 
 CLASSES: tuple[str, ...] = ("healthy", *FAULT_MODES)
@@ -116,16 +117,9 @@ def simulated_training_set(
         spec = random_machine(rng, fs_hz=fs_hz)
         orders = spec.bearing.defect_orders()
 
-        def features_of(
-            windows: np.ndarray,
-            fs_hz: float = fs_hz,
-            shaft_hz: float = spec.running_hz,
-            orders: dict = orders,
-        ) -> dict[str, np.ndarray]:
-            return vibration_features(
-                windows, fs_hz, shaft_hz=shaft_hz, defect_orders=orders, envelope_band_hz=ENVELOPE_BAND_HZ
-            )
-
+        features_of = functools.partial(
+            vibration_features, fs_hz=fs_hz, shaft_hz=spec.running_hz, defect_orders=orders
+        )
         commissioning = healthy_windows(spec, COMMISSIONING_WINDOWS, samples=samples, fs_hz=fs_hz, rng=rng)
         baseline = Baseline(target_windows=COMMISSIONING_WINDOWS)
         baseline.add(features_of(commissioning), COMMISSIONING_WINDOWS)

@@ -125,7 +125,8 @@ def _select(features: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.n
     return {name: values[rows] for name, values in features.items()}
 
 
-def _parse_numbers(text: str | None) -> list[float] | None:
+def parse_numbers(text: str | None) -> list[float] | None:
+    """A comma-separated list of numbers (``"0,1"``), or None for no filter."""
     if text is None or text == "":
         return None
     return [float(part) for part in text.split(",") if part.strip()]
@@ -186,7 +187,7 @@ def evaluate_cwru(
     commission_rows_a = np.array(commission_rows)
     baseline = Baseline(target_windows=len(commission_rows_a))
     baseline.add(_select(normal_features, commission_rows_a), len(commission_rows_a))
-    commissioning_features = baseline.finish()
+    baseline.finish()
 
     anomaly: AnomalyModel = load_model(registry, "anomaly-ae", expected_features=ANOMALY_INPUTS)
     shipped: FaultClassifier = load_model(
@@ -194,7 +195,6 @@ def evaluate_cwru(
     )
     commissioning_inputs = model_inputs(_select(normal_features, commission_rows_a), baseline.median)
     commissioning_scores = anomaly.score(input_matrix(commissioning_inputs, ANOMALY_INPUTS))
-    del commissioning_features
     threshold = calibrate_threshold(commissioning_scores, anomaly.threshold)
 
     test = _cut(faulty_test, window_samples)

@@ -572,9 +572,11 @@ def load_model(
             f"feature names or order differ: {manifest_path.name} has {list(manifest.input.features)} "
             f"but the caller computes {list(expected)}",
         )
-    if manifest.kind != kind:
-        raise ModelMismatch(model_path, f"kind is {manifest.kind!r}, but the caller needs {kind!r}")
-    factory = AnomalyModel if kind == ANOMALY_KIND else FaultClassifier
+    try:
+        factory = _MODEL_CLASSES[kind]
+    except KeyError:
+        raise ValueError(f"kind {kind!r} is not one of {list(KINDS)}") from None
+    # the model class refuses a manifest of another kind, naming both
     model = factory(manifest, content, source=model_path, num_threads=num_threads)
     event(
         log,
@@ -782,3 +784,6 @@ class FaultClassifier(_Int8Model):
             self.labels[i] if np.isfinite(c) else "unknown" for i, c in zip(best, confidence, strict=True)
         ]
         return labels, confidence
+
+
+_MODEL_CLASSES: dict[str, type[_Int8Model]] = {cls.kind: cls for cls in (AnomalyModel, FaultClassifier)}

@@ -199,6 +199,16 @@ def _finite(value: Any, name: str) -> float:
     return number
 
 
+def _model_ref(body: dict[str, Any], name: str) -> ModelRef:
+    reference = _require(body, name, dict)
+    try:
+        return ModelRef(
+            name=str(reference["name"]), version=str(reference["version"]), sha256=str(reference["sha256"])
+        )
+    except KeyError as error:
+        raise PayloadError(f"{name}.{error.args[0]}: missing") from None
+
+
 def check_schema(schema: str) -> None:
     """Refuse a schema whose name or major version this consumer does not know."""
     name, _, major = schema.partition("/")
@@ -241,13 +251,7 @@ def parse_record(payload: bytes) -> Record:
     confidence = _finite(_require(body, "confidence", (int, float)), "confidence")
     if not 0.0 <= confidence <= 1.0:
         raise PayloadError("confidence: must be within 0..1")
-    model = _require(body, "model", dict)
-    try:
-        model_ref = ModelRef(
-            name=str(model["name"]), version=str(model["version"]), sha256=str(model["sha256"])
-        )
-    except KeyError as error:
-        raise PayloadError(f"model.{error.args[0]}: missing") from None
+    model_ref = _model_ref(body, "model")
     features = _require(body, "features", dict)
     for key, value in features.items():
         _finite(value, f"features.{key}")
@@ -265,17 +269,7 @@ def parse_record(payload: bytes) -> Record:
         raise PayloadError(f"window: {error}") from None
     if not math.isfinite(window_ref.fs_hz):
         raise PayloadError(f"window.fs_hz: expected a finite number, got {window['fs_hz']!r}")
-    classifier_ref = None
-    if body.get("classifier") is not None:
-        classifier = _require(body, "classifier", dict)
-        try:
-            classifier_ref = ModelRef(
-                name=str(classifier["name"]),
-                version=str(classifier["version"]),
-                sha256=str(classifier["sha256"]),
-            )
-        except KeyError as error:
-            raise PayloadError(f"classifier.{error.args[0]}: missing") from None
+    classifier_ref = _model_ref(body, "classifier") if body.get("classifier") is not None else None
     evidence: list[str] = []
     if schema.startswith("plantwatch.alert/"):
         evidence = _require(body, "evidence", list)
