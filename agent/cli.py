@@ -99,7 +99,9 @@ def _recommission(settings: AgentSettings, assets: list[str]) -> int:
 
     from plantwatch.agent.outbox import Outbox
 
-    outbox = Outbox(Path(settings.state_dir) / "agent.sqlite", agent=settings.agent_id)
+    outbox = Outbox(
+        Path(settings.state_dir) / "agent.sqlite", agent=settings.agent_id, move_aside_corrupt=False
+    )
     try:
         for asset in assets:
             outbox.request_recommission(asset, time.time())

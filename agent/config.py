@@ -15,6 +15,10 @@ Example::
     username = "gw-line3"          # the password comes from $CREDENTIALS_DIRECTORY/mqtt-password
     tls_ca_file = "/etc/plantwatch/ca.pem"
 
+    [outbox]
+    disk_budget_mb = 512           # health records are thinned near it; alerts are never dropped
+    drain_rate_per_s = 5000        # health records a second after an outage (alerts always first)
+
     [[assets]]
     id = "pump-7"
     vibration_channel = 0
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from plantwatch.agent.outbox import BufferBudget
 from plantwatch.config import check_log_level, check_name, check_port, check_positive
 
 
@@ -77,6 +82,41 @@ class MqttSettings:
     tls_key_file: str | None = None
     keepalive_s: int = field(default=30, metadata={"check": check_positive})
     max_in_flight: int = field(default=100, metadata={"check": lambda v: 0 < v <= 1000 or "must be 1..1000"})
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """The store-and-forward buffer (``agent.sqlite``): its disk budget and how fast a backlog drains."""
+
+    disk_budget_mb: float = field(default=512.0, metadata={"check": lambda v: v >= 1 or "must be at least 1"})
+    """Disk the outbox may use, in MB (10^6 bytes), write-ahead log included."""
+    thin_at_percent: float = field(
+        default=80.0, metadata={"check": lambda v: 0 < v <= 100 or "must be within (0, 100]"}
+    )
+    """Buffer level at which health records start being thinned (and the status raises its alarm)."""
+    thin_to_percent: float = field(
+        default=60.0, metadata={"check": lambda v: 0 < v < 100 or "must be within (0, 100)"}
+    )
+    """Buffer level that thinning brings the buffer down to."""
+    keep_one_in: int = field(default=4, metadata={"check": lambda v: v >= 2 or "must be at least 2"})
+    """Each thinning pass keeps one in this many of an asset's oldest health records."""
+    drain_rate_per_s: float = field(
+        default=5000.0, metadata={"check": lambda v: v >= 0 or "must be 0 (unlimited) or more"}
+    )
+    """Health records sent per second at most (alerts are not limited); 0 for no limit."""
+
+    def __post_init__(self) -> None:
+        if self.thin_to_percent >= self.thin_at_percent:
+            raise ValueError("thin_to_percent must be below thin_at_percent")
+
+    def budget(self) -> BufferBudget:
+        """The outbox's :class:`~plantwatch.agent.outbox.BufferBudget`."""
+        return BufferBudget(
+            budget_bytes=int(self.disk_budget_mb * 1e6),
+            thin_at=self.thin_at_percent / 100,
+            thin_to=self.thin_to_percent / 100,
+            keep_one_in=self.keep_one_in,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +176,7 @@ class AgentSettings:
     serial: SerialSettings
     assets: list[AssetSettings]
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
     state_dir: str = "/var/lib/plantwatch-agent"
     model_dir: str | None = None
     """Folder of model files and manifests; default: the models shipped with plantwatch."""

@@ -77,7 +77,9 @@ class AgentService:
         self.clock = clock or SystemClock()
         self.model, self.classifier = load_agent_models(settings)
         state_dir = Path(settings.state_dir)
-        self.outbox = Outbox(state_dir / "agent.sqlite", agent=settings.agent_id)
+        self.outbox = Outbox(
+            state_dir / "agent.sqlite", agent=settings.agent_id, budget=settings.outbox.budget()
+        )
         self.windower = Windower(window_samples=settings.window_samples, overlap=settings.overlap)
         self.analysers: dict[int, AssetAnalyser] = {}
         self.temperature_channels: dict[int, AssetAnalyser] = {}
@@ -103,7 +105,12 @@ class AgentService:
             status=RetainedStatus(self.status_topic, lambda: self._status_payload("online")),
             max_in_flight=settings.mqtt.max_in_flight,
         )
-        self.publisher = Publisher(self.outbox, self.client, window=settings.mqtt.max_in_flight)
+        self.publisher = Publisher(
+            self.outbox,
+            self.client,
+            window=settings.mqtt.max_in_flight,
+            drain_rate_per_s=settings.outbox.drain_rate_per_s,
+        )
         self.windows_analysed = 0
         self.unknown_channels: set[int] = set()
         self._stop = asyncio.Event()
@@ -111,21 +118,47 @@ class AgentService:
     def _status_payload(self, state: str) -> bytes:
         # called from paho's thread on every connect: the cached level (refreshed each status interval,
         # not after every stored batch: a count over a large backlog does not belong on the hot path)
-        waiting, oldest = self._level
+        level = self._level
         now = self.clock.now()
+        percent = level.percent
         body = {
             "schema": STATUS_SCHEMA,
             "ts": rfc3339(now),
             "site": self.settings.site,
             "agent": self.settings.agent_id,
             "state": state,
-            "buffered_records": waiting,
-            "oldest_record_age_s": round(now - oldest, 3) if oldest is not None else 0.0,
+            "buffered_records": level.records,
+            "buffered_alerts": level.alerts,
+            "oldest_record_age_s": round(now - level.oldest_created_at, 3)
+            if level.oldest_created_at
+            else 0.0,
+            "last_seq": level.last_seq,
+            "buffer": {
+                "used_mb": round(level.used_bytes / 1e6, 3),
+                "budget_mb": round(level.budget_bytes / 1e6, 3) if level.budget_bytes else None,
+                "percent": round(percent, 1) if percent is not None else None,
+                "records_thinned": level.records_thinned,
+                "alarm": level.alarm,
+            },
+            "errors": self._errors(),
             "model": dataclasses.asdict(model_ref(self.model)),
             "classifier": dataclasses.asdict(model_ref(self.classifier)) if self.classifier else None,
             "assets": {analyser.asset.id: analyser.status() for analyser in self.analysers.values()},
         }
         return json.dumps(body, separators=(",", ":")).encode()
+
+    def _errors(self) -> list[str]:
+        """What an operator must look at, in words (empty when all is well)."""
+        errors = []
+        moved = self.outbox.moved_aside
+        if moved is not None:
+            errors.append(
+                f"database was corrupt ({moved.reason}); moved aside to {moved.path.name}, started fresh"
+            )
+        publisher = getattr(self, "publisher", None)  # the last will is rendered before it exists
+        if publisher is not None and publisher.refused:
+            errors.append(f"broker refuses records: {publisher.refused}")
+        return errors
 
     def stop(self) -> None:
         """Ask the service to stop (signal handlers call this)."""
@@ -146,7 +179,8 @@ class AgentService:
                 else None
             ),
             assets=len(self.analysers),
-            buffered=self._level[0],
+            buffered=self._level.records,
+            last_seq=self._level.last_seq,
         )
         await self.client.start()
         failed = await supervise(
@@ -179,7 +213,30 @@ class AgentService:
 
     async def _refresh_level(self) -> None:
         loop = asyncio.get_running_loop()
-        self._level = await loop.run_in_executor(self.executor, self.outbox.level)
+        self._level = level = await loop.run_in_executor(self.executor, self.outbox.level)
+        if not self.client.is_connected:
+            # the status cannot reach anyone: the log says what is kept meanwhile
+            event(
+                log,
+                logging.ERROR if self.client.refused else logging.WARNING,
+                "buffering_offline",
+                buffered=level.records,
+                alerts=level.alerts,
+                oldest_age_s=round(self.clock.now() - level.oldest_created_at, 1)
+                if level.oldest_created_at
+                else 0,
+                thinned=level.records_thinned,
+                reason=self.client.refused or self.client.last_error or "connecting",
+            )
+        elif level.records > self.settings.mqtt.max_in_flight:
+            event(
+                log,
+                logging.INFO,
+                "backlog_draining",
+                buffered=level.records,
+                alerts=level.alerts,
+                published=self.publisher.published,
+            )
         for asset in await loop.run_in_executor(self.executor, self.outbox.take_recommission_requests):
             analyser = next((a for a in self.analysers.values() if a.asset.id == asset), None)
             if analyser is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from plantwatch.agent.baseline import BASELINE_FEATURES, Baseline
-from plantwatch.agent.outbox import MIGRATIONS, AssetUpdate, Outbox
+from plantwatch.agent.outbox import MIGRATIONS, AssetUpdate, BufferBudget, Outbox
 from plantwatch.contract import (
     ALERT_SCHEMA,
     HEALTH_SCHEMA,
@@ -22,7 +24,7 @@ from plantwatch.contract import (
     record_topic,
     uuid7,
 )
-from plantwatch.db import open_database
+from plantwatch.db import DatabaseError, open_database
 
 SITE, AGENT = "plant1", "gw-line3"
 MODEL = ModelRef(name="anomaly-ae", version="1.0.0", sha256="ab" * 32)
@@ -134,14 +136,23 @@ def test_remove_deletes_only_the_given_records(outbox: Outbox) -> None:
     assert len(outbox.next_batch(10)) == 3
 
 
-def test_level_counts_records_waiting_and_the_oldest_creation_time(outbox: Outbox) -> None:
-    assert outbox.level() == (0, None)
+def level_of(box: Outbox) -> tuple[int, int, float | None, int]:
+    level = box.level()
+    return level.records, level.alerts, level.oldest_created_at, level.last_seq
+
+
+def test_level_counts_records_waiting_alerts_the_oldest_creation_time_and_the_last_seq(
+    outbox: Outbox,
+) -> None:
+    assert level_of(outbox) == (0, 0, None, 0)
     outbox.append([draft(), draft()], now_s=100.0)
     outbox.append([draft(alert=True)], now_s=150.0)
-    assert outbox.level() == (3, 100.0)
+    assert level_of(outbox) == (3, 1, 100.0, 3)
     batch = outbox.next_batch(10)
     outbox.remove([p.position for p in batch if p.kind == "health"])
-    assert outbox.level() == (1, 150.0)
+    assert level_of(outbox) == (1, 1, 150.0, 3)
+    level = outbox.level()
+    assert level.budget_bytes is None and level.percent is None and level.records_thinned == 0
 
 
 def test_asset_memory_and_baseline_are_stored_with_the_records_and_loaded_back(outbox: Outbox) -> None:
@@ -174,7 +185,7 @@ def test_a_failed_append_stores_neither_records_nor_asset_memory_nor_numbers(out
             [draft(), first], now_s=101.0, assets=[update(windows=4, state="alarm"), update("fan-2")]
         )
     assert outbox.last_seq() == 1
-    assert outbox.level()[0] == 1
+    assert outbox.level().records == 1
     memory, stored = outbox.load_asset("pump-7")
     assert memory is not None and json.loads(memory)["state"] == "warning"
     assert stored is not None and Baseline.from_json(stored, target_windows=40).windows == 3
@@ -188,8 +199,8 @@ def test_the_file_is_in_wal_mode_with_its_migrations_recorded(tmp_path: Path) ->
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [row[0] for row in conn.execute("SELECT number FROM schema_migrations")] == [1, 2]
-        assert len(MIGRATIONS) == 2
+        assert [row[0] for row in conn.execute("SELECT number FROM schema_migrations")] == [1, 2, 3]
+        assert len(MIGRATIONS) == 3
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {
             "outbox",
@@ -197,6 +208,7 @@ def test_the_file_is_in_wal_mode_with_its_migrations_recorded(tmp_path: Path) ->
             "baseline",
             "asset_state",
             "recommission",
+            "counters",
             "schema_migrations",
         } <= tables
         columns = [row[1] for row in conn.execute("PRAGMA table_info(baseline)")]
@@ -263,3 +275,179 @@ def test_health_payloads_leave_out_evidence_and_alert_payloads_keep_it(outbox: O
     assert parse_record(alert.payload).evidence == [
         "BPFO 3.58× (107.4 Hz): 0.420 g in the envelope, 42× baseline"
     ]
+
+
+# --- durability -------------------------------------------------------------------------------------
+
+
+def synchronous_of(box: Outbox) -> int:
+    return box.conn.execute("PRAGMA synchronous").fetchone()[0]
+
+
+def test_a_batch_with_an_alert_commits_fully_synchronous_and_health_alone_normally(outbox: Outbox) -> None:
+    outbox.append([draft(), draft()], now_s=100.0)
+    assert synchronous_of(outbox) == 1  # NORMAL
+    outbox.append([draft(), draft(alert=True)], now_s=101.0)
+    assert synchronous_of(outbox) == 2  # FULL
+
+
+def test_health_records_are_fsynced_before_they_are_handed_to_the_publisher(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    outbox.append([draft()], now_s=100.0)
+    assert synced == []  # stored with NORMAL: no fsync yet
+    outbox.next_batch(10)
+    assert len(synced) == 1  # the log, before anything leaves
+    outbox.next_batch(10)
+    assert len(synced) == 1  # nothing new stored: nothing to sync
+    outbox.append([draft(alert=True)], now_s=101.0)
+    outbox.next_batch(10)
+    assert len(synced) == 1  # the alert's commit was synchronous already
+
+
+# --- lanes and cursors --------------------------------------------------------------------------
+
+
+def test_next_batch_continues_after_the_records_already_in_flight_in_each_lane(outbox: Outbox) -> None:
+    outbox.append([draft() for _ in range(4)], now_s=100.0)
+    first = outbox.next_batch(2)
+    outbox.append([draft(alert=True)], now_s=101.0)
+    second = outbox.next_batch(10, after_health=first[-1].position)
+    assert [p.kind for p in second] == ["alert", "health", "health"]
+    assert [p.position for p in second[1:]] == [p.position for p in outbox.next_batch(10)[3:]]
+    assert outbox.next_batch(10, after_alert=second[0].position, after_health=second[-1].position) == []
+
+
+def test_health_limit_caps_health_records_but_never_alerts(outbox: Outbox) -> None:
+    outbox.append([draft() for _ in range(5)] + [draft(alert=True), draft(alert=True)], now_s=100.0)
+    assert [p.kind for p in outbox.next_batch(10, health_limit=0)] == ["alert", "alert"]
+    assert [p.kind for p in outbox.next_batch(10, health_limit=2)] == ["alert", "alert", "health", "health"]
+
+
+# --- disk budget --------------------------------------------------------------------------------
+
+
+def fill(
+    box: Outbox, records: int, *, assets: tuple[str, ...] = ("pump-7", "fan-2"), alert_every: int = 0
+) -> None:
+    """Append ``records`` records in batches of 50, assets taking turns; every ``alert_every``-th is an alert."""
+    made = 0
+    while made < records:
+        batch = []
+        for _ in range(min(50, records - made)):
+            made += 1
+            alert = alert_every > 0 and made % alert_every == 0
+            batch.append(draft(assets[made % len(assets)], alert=alert))
+        box.append(batch, now_s=float(made))
+
+
+def test_under_a_disk_budget_health_records_are_thinned_and_every_alert_kept(tmp_path: Path) -> None:
+    budget = BufferBudget(budget_bytes=1_000_000, keep_one_in=4)
+    box = Outbox(tmp_path / "agent.sqlite", agent=AGENT, budget=budget)
+    try:
+        fill(box, 3000, alert_every=99)
+        level = box.level()
+        assert level.records_thinned > 0
+        assert level.records + level.records_thinned == 3000
+        assert level.alerts == 30
+        assert level.used_bytes < budget.thin_at * budget.data_bytes
+        assert level.percent is not None and level.percent < 100 * budget.thin_at
+        # file on disk: pages in use are reused, so the file stays near the budget
+        assert (tmp_path / "agent.sqlite").stat().st_size < 1.2 * budget.budget_bytes
+        # survivors keep their order per asset, the newest are all there, older ones are sparser
+        pending = box.next_batch(10_000)
+        records = [(p.kind, parse_record(p.payload)) for p in pending]
+        for asset in ("pump-7", "fan-2"):
+            for kind in ("alert", "health"):
+                in_lane = [r.seq for k, r in records if k == kind and r.asset == asset]
+                assert in_lane and in_lane == sorted(in_lane)
+        health = [parse_record(p.payload).seq for p in pending if p.kind == "health"]
+        newest = sorted(health)[-100:]
+        assert newest == [s for s in range(2900, 3001) if s % 99 != 0][-100:]
+        oldest_half = [s for s in health if s <= 1500]
+        assert len(oldest_half) < len([s for s in health if s > 1500]) / 2
+    finally:
+        box.close()
+
+
+def test_the_thinned_count_survives_a_restart(tmp_path: Path) -> None:
+    budget = BufferBudget(budget_bytes=1_000_000)
+    box = Outbox(tmp_path / "agent.sqlite", agent=AGENT, budget=budget)
+    fill(box, 2000)
+    thinned = box.level().records_thinned
+    box.close()
+    box = Outbox(tmp_path / "agent.sqlite", agent=AGENT, budget=budget)
+    try:
+        assert thinned > 0 and box.level().records_thinned == thinned
+    finally:
+        box.close()
+
+
+def test_alerts_alone_grow_past_the_budget_rather_than_being_dropped(tmp_path: Path) -> None:
+    budget = BufferBudget(budget_bytes=1_000_000)
+    box = Outbox(tmp_path / "agent.sqlite", agent=AGENT, budget=budget)
+    try:
+        fill(box, 1500, alert_every=1)
+        level = box.level()
+        assert level.records == level.alerts == 1500
+        assert level.records_thinned == 0
+        assert level.used_bytes > budget.data_bytes
+    finally:
+        box.close()
+
+
+def test_a_budget_needs_thin_to_below_thin_at() -> None:
+    with pytest.raises(ValueError, match="thin_to"):
+        BufferBudget(budget_bytes=1_000_000, thin_at=0.5, thin_to=0.6)
+
+
+# --- a corrupt file -------------------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside_and_a_fresh_one_started(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    path.write_bytes(b"this is not a database, an SD card ate it" * 100)
+    box = Outbox(path, agent=AGENT)
+    try:
+        assert box.moved_aside is not None
+        assert box.moved_aside.path.name.startswith("agent.sqlite.corrupt-")
+        assert box.moved_aside.path.read_bytes().startswith(b"this is not a database")
+        assert "not a usable SQLite database" in box.moved_aside.reason
+        assert box.salvaged_seq is None
+        assert [r.seq for r in box.append([draft()], now_s=1.0)] == [1]
+    finally:
+        box.close()
+
+
+def test_a_damaged_file_is_moved_aside_and_its_sequence_continues(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    box = Outbox(path, agent=AGENT)
+    fill(box, 400)
+    box.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    box.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    # scribble over a page of the outbox's records, far from the small tables at the start of the file
+    middle = (len(data) // page // 2) * page
+    data[middle : middle + page] = bytes(range(256)) * (page // 256)
+    path.write_bytes(bytes(data))
+    box = Outbox(path, agent=AGENT)
+    try:
+        assert box.moved_aside is not None
+        assert re.search("malformed|integrity check failed", box.moved_aside.reason)
+        assert box.salvaged_seq == 400
+        assert [r.seq for r in box.append([draft()], now_s=1.0)] == [401]
+        assert box.level().records == 1
+    finally:
+        box.close()
+
+
+def test_the_recommission_command_does_not_move_a_running_agents_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sqlite"
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(DatabaseError):
+        Outbox(path, agent=AGENT, move_aside_corrupt=False)
+    assert path.read_bytes() == b"garbage" * 1000
