@@ -9,97 +9,23 @@ rendered from that same fleet, so the two cannot disagree.
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The broker lives in its own module; its names stay importable from here ("X as X": a re-export).
+from plantwatch.simulators.broker import MOSQUITTO_CANDIDATES as MOSQUITTO_CANDIDATES
+from plantwatch.simulators.broker import Broker as Broker
+from plantwatch.simulators.broker import PlantError as PlantError
+from plantwatch.simulators.broker import find_mosquitto as find_mosquitto
+from plantwatch.simulators.broker import free_port as free_port
+from plantwatch.simulators.broker import wait_for_port as wait_for_port
 from plantwatch.simulators.fleet import FleetAsset, agent_asset_tables, default_fleet
 from plantwatch.simulators.machine import FaultSpec
-
-MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
-
-
-class PlantError(RuntimeError):
-    """A part of the plant in a box could not start."""
-
-
-def find_mosquitto() -> str | None:
-    """Path of the ``mosquitto`` broker binary, or ``None``."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return next((path for path in MOSQUITTO_CANDIDATES if os.access(path, os.X_OK)), None)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Wait until something accepts connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise PlantError(
-                f"process {process.args!r} exited with {process.returncode} before listening on {port}"
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise PlantError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
-
-
-@dataclass
-class Broker:
-    """A private Mosquitto on a loopback port, with persistence in ``directory``."""
-
-    directory: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start (or restart) the broker and wait until it accepts connections."""
-        binary = find_mosquitto()
-        if binary is None:
-            raise PlantError("mosquitto is not installed (Debian/Ubuntu: apt-get install mosquitto)")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config = self.directory / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            # started as root, Mosquitto switches to the "mosquitto" user and then cannot write its
-            # persistence file here: sessions (the gateway's subscription) would not survive a restart
-            f"user {getpass.getuser()}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.directory}/\n"
-            "autosave_interval 1\n"
-            f"log_dest file {self.directory}/mosquitto.log\n"
-            "max_queued_messages 100000\n"
-        )
-        self.process = subprocess.Popen(
-            [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        wait_for_port(self.port, timeout_s=10, process=self.process)
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM: it saves its persistence file) and wait for it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
 
 
 def agent_toml(

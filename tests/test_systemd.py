@@ -2,24 +2,24 @@
 
 ``systemd-analyze verify`` checks the units where it exists; the ACL is checked twice: against an
 offline model of Mosquitto's rules (always), and on a real Mosquitto started with the shipped
-``mosquitto.conf`` and ``mosquitto.acl`` (where mosquitto, mosquitto_passwd and openssl exist).
+``mosquitto.conf`` and ``mosquitto.acl`` (where mosquitto and mosquitto_passwd exist; the
+certificates are made in Python).
 """
 
 from __future__ import annotations
 
-import getpass
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from plantwatch.simulators.broker import Broker, find_mosquitto, find_mosquitto_passwd
 
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "systemd"
 PARTS = ["agent", "gateway"]
@@ -284,81 +284,19 @@ PASSWORD = "correct horse battery staple"
 USERS = ["press-3", "gateway-site1", "mes"]
 
 
-@dataclass(frozen=True)
-class Broker:
-    port: int
-    ca_path: Path
-    log_path: Path
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """Mosquitto running the shipped mosquitto.conf and mosquitto.acl, with only the paths that belong
-    to an installation (certificates, password file, persistence, port) moved to a temporary directory."""
-    for tool in ("mosquitto", "mosquitto_passwd", "openssl"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    pytest.importorskip("paho.mqtt.client")
-    directory = tmp_path_factory.mktemp("broker")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(directory / "server.key"), "-out", str(directory / "server.crt")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    passwords = directory / "plantwatch.passwd"
-    for user in USERS:
-        create = ["-c"] if not passwords.exists() else []
-        subprocess.run(
-            ["mosquitto_passwd", *create, "-b", str(passwords), user, PASSWORD], check=True, timeout=60
-        )
-    port = free_port()
-    replacements = {
-        "listener 8883": f"listener {port} 127.0.0.1",
-        "certfile /etc/mosquitto/certs/server.crt": f"certfile {directory / 'server.crt'}",
-        "keyfile /etc/mosquitto/certs/server.key": f"keyfile {directory / 'server.key'}",
-        "password_file /etc/mosquitto/plantwatch.passwd": f"password_file {passwords}",
-        "acl_file /etc/mosquitto/plantwatch.acl": f"acl_file {SYSTEMD_DIR / 'mosquitto.acl'}",
-        "persistence_location /var/lib/mosquitto/": f"persistence_location {directory}/",
-    }
-    lines = (SYSTEMD_DIR / "mosquitto.conf").read_text().splitlines()
-    for old, new in replacements.items():
-        assert lines.count(old) == 1, f"mosquitto.conf should have the line {old!r} once"
-        lines[lines.index(old)] = new
-    config = "\n".join(lines)
-    # Run as the test's user (as root, Mosquitto would switch to "mosquitto", who cannot read tmp_path).
-    config += f"\nuser {getpass.getuser()}\n"
-    (directory / "mosquitto.conf").write_text(config)
-    log_path = directory / "mosquitto.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            ["mosquitto", "-c", str(directory / "mosquitto.conf")], stdout=log_file, stderr=subprocess.STDOUT
-        )
-
-    def listening() -> bool:
-        assert process.poll() is None, f"mosquitto exited:\n{log_path.read_text()}"
-        return "running" in log_path.read_text()
-
+    to an installation (certificates, password file, persistence, port) moved to a temporary directory
+    (see :class:`plantwatch.simulators.broker.Broker`)."""
+    if find_mosquitto() is None or find_mosquitto_passwd() is None:
+        pytest.skip("mosquitto and mosquitto_passwd are not installed")
+    instance = Broker(tmp_path_factory.mktemp("broker"), secure=True, users=dict.fromkeys(USERS, PASSWORD))
+    instance.start()
     try:
-        wait_for(listening, 20, "mosquitto to start")
-        yield Broker(port, directory / "server.crt", log_path)
+        yield instance
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        instance.stop()
 
 
 class Client:
@@ -370,7 +308,7 @@ class Client:
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
         )
-        self._client.tls_set(ca_certs=str(broker.ca_path))
+        self._client.tls_set(ca_certs=str(broker.ca_file))
         if user is not None:
             self._client.username_pw_set(user, password)
         self._changed = threading.Condition()
@@ -445,7 +383,7 @@ def clients(broker: Broker) -> Iterator[Callable[[str], Client]]:
 
 def test_the_shipped_configuration_opens_only_its_tls_listener(broker: Broker) -> None:
     # A listener option placed before the first "listener" line silently opens a plain-text port 1883.
-    ports = re.findall(r"Opening ipv[46] listen socket on port (\d+)", broker.log_path.read_text())
+    ports = re.findall(r"Opening ipv[46] listen socket on port (\d+)", broker.log_file.read_text())
     assert ports and set(ports) == {str(broker.port)}
 
 
