@@ -16,6 +16,9 @@ Example::
     kind = "sap"
     base_url = "https://s4.example.com"
     user = "PLANTWATCH"             # password: $CREDENTIALS_DIRECTORY/erp-password
+
+    [inbox]
+    health_retention_s = 86400      # keep health record ids a day to drop copies resent after a reconnect
 """
 
 from __future__ import annotations
@@ -56,6 +59,17 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class InboxSettings:
+    """How received records are kept."""
+
+    health_retention_s: float = field(default=86400.0, metadata={"check": check_positive})
+    """How long (s) a health record's id is kept to recognise a copy of it; alerts are kept for good.
+
+    A copy comes when an agent resends after a reconnect, before the broker's acknowledgement reached it:
+    within minutes, or after the agent's own outage. Health records are too many to keep like alerts."""
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     """The whole ``gateway.toml``."""
 
@@ -64,6 +78,7 @@ class GatewaySettings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     erp: ErpSettings = field(default_factory=ErpSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    inbox: InboxSettings = field(default_factory=InboxSettings)
     state_dir: str = "/var/lib/plantwatch-gateway"
     status_interval_s: float = field(default=30.0, metadata={"check": check_positive})
     log_level: str = field(default="INFO", metadata={"check": check_log_level})

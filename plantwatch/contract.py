@@ -71,6 +71,42 @@ def alert_subscription(site: str) -> str:
     return f"{TOPIC_ROOT}/{site}/+/+/alert"
 
 
+def health_subscription(site: str) -> str:
+    """The filter that matches every agent's health records at ``site``."""
+    return f"{TOPIC_ROOT}/{site}/+/+/health"
+
+
+def agent_status_subscription(site: str) -> str:
+    """The filter that matches every agent's status at ``site``.
+
+    Gateway statuses (``…/{site}/gateway/{gateway}/status``) are one level deeper and do not match; the
+    MES writes no status. A catch-all such as ``…/{site}/+/+/+`` would take a gateway's status for a record.
+    """
+    return f"{TOPIC_ROOT}/{site}/+/status"
+
+
+_NOT_AGENTS = ("gateway", "mes")
+"""First topic levels under a site that belong to other publishers (DESIGN.md); no agent bears these ids."""
+
+
+def parse_agent_status_topic(topic: str) -> tuple[str, str]:
+    """``(site, agent)`` of an agent's status topic; :class:`PayloadError` otherwise.
+
+    >>> parse_agent_status_topic("plantwatch/v1/plant1/gw-line3/status")
+    ('plant1', 'gw-line3')
+    """
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT or parts[4] != "status":
+        raise PayloadError(f"topic {topic!r}: not a plantwatch agent status topic")
+    site, agent = parts[2], parts[3]
+    for name, value in (("site", site), ("agent", agent)):
+        if not _NAME.fullmatch(value):
+            raise PayloadError(f"topic {topic!r}: {name} {value!r} must match [a-z0-9_-]+")
+    if agent in _NOT_AGENTS:
+        raise PayloadError(f"topic {topic!r}: {agent!r} is reserved and names no agent")
+    return site, agent
+
+
 def parse_record_topic(topic: str) -> tuple[str, str, str, str]:
     """``(site, agent, asset, kind)`` of a health or alert topic; :class:`PayloadError` otherwise."""
     parts = topic.split("/")

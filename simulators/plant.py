@@ -9,6 +9,7 @@ rendered from that same fleet, so the two cannot disagree.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,43 +29,65 @@ from plantwatch.simulators.fleet import FleetAsset, agent_asset_tables, default_
 from plantwatch.simulators.machine import FaultSpec
 
 
+def _toml_table(name: str, values: dict[str, object]) -> str:
+    """``[name]`` and its ``key = value`` lines (strings, numbers and booleans)."""
+    lines = [f"[{name}]"]
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            text = repr(value)
+        else:
+            text = json.dumps(str(value))  # a TOML basic string
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
 def agent_toml(
     *,
     site: str,
     agent_id: str,
     port_path: str,
-    broker_port: int,
+    mqtt: dict[str, object],
     state_dir: Path,
     fleet: Sequence[FleetAsset],
+    outbox: dict[str, object] | None = None,
+    status_interval_s: float = 5.0,
 ) -> str:
-    """The demo agent's configuration, with one ``[[assets]]`` table for each asset of ``fleet``."""
+    """The demo agent's configuration, with one ``[[assets]]`` table for each asset of ``fleet``.
+
+    ``mqtt`` and ``outbox`` are the keys of those tables (``[outbox]`` left out when ``None``).
+    """
     return f"""site = "{site}"
 agent_id = "{agent_id}"
 state_dir = "{state_dir}"
-status_interval_s = 5.0
+status_interval_s = {status_interval_s}
 
 [serial]
 port = "{port_path}"
 reopen_delay_s = 0.2
 
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-
+{_toml_table("mqtt", mqtt)}
+{_toml_table("outbox", outbox) if outbox else ""}
 {agent_asset_tables(fleet)}"""
 
 
-def gateway_toml(*, site: str, gateway_id: str, broker_port: int, sap_url: str, state_dir: Path) -> str:
+def gateway_toml(
+    *,
+    site: str,
+    gateway_id: str,
+    mqtt: dict[str, object],
+    sap_url: str,
+    state_dir: Path,
+    status_interval_s: float = 5.0,
+) -> str:
     """The demo gateway's configuration."""
     return f"""site = "{site}"
 gateway_id = "{gateway_id}"
 state_dir = "{state_dir}"
-status_interval_s = 5.0
+status_interval_s = {status_interval_s}
 
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-
+{_toml_table("mqtt", mqtt)}
 [erp]
 kind = "sap"
 base_url = "{sap_url}"
@@ -104,24 +127,67 @@ def stop(process: subprocess.Popen[bytes] | None, *, timeout_s: float = 15.0) ->
 
 @dataclass
 class Plant:
-    """The whole plant in a box in ``workdir``: broker, SAP simulator, machine simulator, gateway, agent."""
+    """The whole plant in a box in ``workdir``: broker, SAP simulator, machine simulator, gateway, agent.
+
+    ``secure``: the broker runs the shipped locked-down configuration (``systemd/mosquitto.conf`` and its
+    ACL: TLS only, a password per client, each agent writing only under its own id) with throwaway
+    certificates; agent and gateway log in with their ids as user names and passwords from the
+    environment, and check the broker's certificate against the throwaway CA. ``outbox``: the agent's
+    ``[outbox]`` table (disk budget, drain rate); ``status_interval_s``: both services' status period.
+    """
 
     workdir: Path
     site: str = "demo"
     agent_id: str = "gw-line1"
     sap_password: str = "demo-secret"
+    secure: bool = False
+    outbox: dict[str, object] = field(default_factory=dict)
+    status_interval_s: float = 5.0
     broker: Broker | None = None
     sap: object | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     fleet: tuple[FleetAsset, ...] = ()
     """What the machine simulator streams (set by :meth:`start`)."""
+    sensor_link: Path | None = None
+    """The symlink to the simulated sensor's pty (set by :meth:`start`)."""
+
+    @property
+    def gateway_id(self) -> str:
+        """The gateway's id, which is also its MQTT user (the ACL's naming rule: ``gateway-…``)."""
+        return f"gateway-{self.site}"
+
+    @property
+    def mqtt_passwords(self) -> dict[str, str]:
+        """The broker's accounts (user → password) in the secure plant."""
+        return {
+            self.agent_id: "agent-demo-secret",
+            self.gateway_id: "gateway-demo-secret",
+            # another agent's account: what an agent configured with the wrong user name logs in as
+            "gw-line2": "other-agent-secret",
+        }
+
+    def mqtt_table(self, user: str) -> dict[str, object]:
+        """The ``[mqtt]`` table of a service that logs in as ``user``."""
+        assert self.broker is not None
+        table: dict[str, object] = {"host": "127.0.0.1", "port": self.broker.port}
+        if self.secure:
+            table.update(username=user, tls_ca_file=str(self.broker.ca_file))
+        return table
 
     def start(
-        self, *, days: float, onset_days: float, speed: float, seed: int = 1, fleet: bool = True
+        self,
+        *,
+        days: float,
+        onset_days: float,
+        speed: float,
+        seed: int = 1,
+        fleet: bool = True,
+        agent_password: str | None = None,
     ) -> None:
         """Start every part; the machine streams ``days`` simulated days with a defect from ``onset_days``.
 
         ``fleet``: stream the default fleet (three assets); else only its faulty asset, pump-7.
+        ``agent_password``: the agent's MQTT password instead of the right one (secure plant).
         """
         from plantwatch.simulators.sap import SapSimulator
 
@@ -129,7 +195,15 @@ class Plant:
         whole = default_fleet(fault=fault)
         self.fleet = whole if fleet else whole[:1]
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker = Broker(self.workdir / "broker")
+        if self.secure:
+            self.broker = Broker(
+                self.workdir / "broker",
+                secure=True,
+                users=self.mqtt_passwords,
+                gateway_users={self.gateway_id: self.site},
+            )
+        else:
+            self.broker = Broker(self.workdir / "broker")
         self.broker.start()
         sap = SapSimulator(password=self.sap_password)
         sap.start()
@@ -159,27 +233,20 @@ class Plant:
             ],
             log_path=self.workdir / "machine.log",
         )
-        self.agent_config.write_text(
-            agent_toml(
-                site=self.site,
-                agent_id=self.agent_id,
-                port_path=str(link),
-                broker_port=self.broker.port,
-                state_dir=self.workdir / "agent",
-                fleet=self.fleet,
-            )
-        )
+        self.sensor_link = link
+        self.write_agent_config()
         self.gateway_config.write_text(
             gateway_toml(
                 site=self.site,
-                gateway_id="gw1",
-                broker_port=self.broker.port,
+                gateway_id=self.gateway_id,
+                mqtt=self.mqtt_table(self.gateway_id),
                 sap_url=sap.url,
                 state_dir=self.workdir / "gateway",
+                status_interval_s=self.status_interval_s,
             )
         )
         self.start_gateway()
-        self.start_agent()
+        self.start_agent(password=agent_password)
 
     @property
     def asset(self) -> str:
@@ -199,18 +266,48 @@ class Plant:
     def gateway_config(self) -> Path:
         return self.workdir / "gateway.toml"
 
-    def start_agent(self) -> None:
-        """Start (or restart) the agent."""
-        self.processes["agent"] = spawn(
-            ["plantwatch-agent", "--config", str(self.agent_config)], log_path=self.workdir / "agent.log"
+    def write_agent_config(self, **mqtt: object) -> None:
+        """(Re)write ``agent.toml``; keyword arguments replace keys of its ``[mqtt]`` table."""
+        self.agent_config.write_text(
+            agent_toml(
+                site=self.site,
+                agent_id=self.agent_id,
+                port_path=str(self.sensor_link),
+                mqtt={**self.mqtt_table(self.agent_id), **mqtt},
+                state_dir=self.workdir / "agent",
+                fleet=self.fleet,
+                outbox=self.outbox or None,
+                status_interval_s=self.status_interval_s,
+            )
         )
+
+    def start_agent(self, *, password: str | None = None) -> None:
+        """Start (or restart) the agent; ``password`` replaces its MQTT password (secure plant)."""
+        env = {}
+        if self.secure:
+            env["PLANTWATCH_MQTT_PASSWORD"] = password or self.mqtt_passwords[self.agent_id]
+        self.processes["agent"] = spawn(
+            ["plantwatch-agent", "--config", str(self.agent_config)],
+            log_path=self.workdir / "agent.log",
+            env=env,
+        )
+
+    def kill_agent(self) -> None:
+        """``kill -9`` the agent (no chance to flush or say goodbye) and reap it."""
+        process = self.processes.get("agent")
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def start_gateway(self) -> None:
         """Start (or restart) the gateway."""
+        env = {"PLANTWATCH_ERP_PASSWORD": self.sap_password}
+        if self.secure:
+            env["PLANTWATCH_MQTT_PASSWORD"] = self.mqtt_passwords[self.gateway_id]
         self.processes["gateway"] = spawn(
             ["plantwatch-gateway", "--config", str(self.gateway_config)],
             log_path=self.workdir / "gateway.log",
-            env={"PLANTWATCH_ERP_PASSWORD": self.sap_password},
+            env=env,
         )
 
     def notifications(self) -> list[dict[str, object]]:

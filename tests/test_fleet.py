@@ -73,14 +73,20 @@ def test_plant_agent_config_file_loads_with_every_fleet_asset(tmp_path: Path) ->
             site="demo",
             agent_id="gw-line1",
             port_path="/tmp/sensor.tty",
-            broker_port=1883,
+            mqtt={"host": "127.0.0.1", "port": 1883, "username": "gw-line1", "tls_ca_file": "/tmp/ca.crt"},
             state_dir=tmp_path / "agent",
             fleet=default_fleet(),
+            outbox={"disk_budget_mb": 2.5, "drain_rate_per_s": 0},
         )
     )
     settings = load(path, AgentSettings)
     assert [a.id for a in settings.assets] == ["pump-7", "fan-2", "compressor-4"]
-    assert settings.mqtt.port == 1883
+    assert (settings.mqtt.port, settings.mqtt.username, settings.mqtt.tls_ca_file) == (
+        1883,
+        "gw-line1",
+        "/tmp/ca.crt",
+    )
+    assert (settings.outbox.disk_budget_mb, settings.outbox.drain_rate_per_s) == (2.5, 0.0)
 
 
 def test_a_fleet_with_a_channel_used_twice_is_refused_here_and_by_the_agent() -> None:
