@@ -1,25 +1,31 @@
 """``make demo``: the plant in a box, end to end, to an ERP maintenance notification.
 
-simulator (pty) → agent → private Mosquitto → gateway → SAP simulator. The simulator streams a fleet of
-three assets with different machines and bearings: pump-7 with a growing outer-race defect, fan-2 and
-compressor-4 healthy. Prints progress as the defect grows and ends with the notification SAP assigned, the
-asset, the failure mode and the evidence, and which assets stayed healthy.
+simulator (pty) → agent → private Mosquitto → gateway → SAP simulator. The broker runs plantwatch's
+locked-down configuration (TLS with throwaway certificates, a password per client, the ACL that lets the
+agent write only under its own id). The simulator streams a fleet of three assets with different machines
+and bearings: pump-7 with a growing outer-race defect, fan-2 and compressor-4 healthy. When the first
+alert comes, the demo stops the broker for a few seconds (hours of simulated data): the agent keeps
+analysing into its outbox, and after the restart the alerts go first and the backlog drains. Prints
+progress as the defect grows and ends with the notification SAP assigned, the asset, the failure mode and
+the evidence, which assets stayed healthy, and what the store-and-forward path delivered.
 
-Exit status 0 when exactly one notification was created, for the faulty asset, and no healthy asset raised
-an alert; 1 otherwise (with the logs' tails).
+Exit status 0 when exactly one notification was created, for the faulty asset, no healthy asset raised an
+alert and the gateway received every record the agent stored exactly once; 1 otherwise (with the logs'
+tails).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from plantwatch.contract import PayloadError, alert_subscription, parse_record
-from plantwatch.mqtt import BrokerSettings, MqttClient
+from plantwatch.mqtt import BrokerSettings, MqttClient, TLSParameters
 from plantwatch.simulators.fleet import FleetAsset
 from plantwatch.simulators.plant import Plant, PlantError
 
@@ -66,23 +72,72 @@ def describe(asset: FleetAsset) -> str:
     )
 
 
+async def outage(plant: Plant, seconds: float, started: float) -> None:
+    """Stop the broker for ``seconds`` (wall time) and start it again, saying what the agent buffered."""
+    assert plant.broker is not None
+    say(started, f"stopping the broker for {seconds:g} s: the agent keeps analysing into its outbox")
+    plant.broker.stop()
+    await asyncio.sleep(seconds)
+    _, waiting, _ = plant.agent_numbers()
+    plant.broker.start()
+    say(started, f"broker back: {waiting} records buffered during the outage go out, alerts first")
+
+
+def delivered_exactly_once(plant: Plant, started: float) -> bool:
+    """Wait for the agent's outbox to drain and compare what it numbered with what the gateway holds."""
+    deadline = time.monotonic() + 30
+    while True:
+        last, waiting, thinned = plant.agent_numbers()
+        alerts, health, missing = plant.gateway_numbers()
+        if (waiting == 0 and alerts + health + thinned >= last) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    print(
+        f"\nstore and forward: the agent stored {last} records ({alerts} alerts); the gateway received "
+        f"{alerts + health}, {waiting} still buffered, {thinned} thinned, {missing} reported missing"
+    )
+    if waiting or alerts + health + thinned != last:
+        say(started, "not every stored record reached the gateway")
+        return False
+    return True
+
+
 async def run(args: argparse.Namespace) -> int:
     """Run the demo; the exit status."""
     started = time.monotonic()
-    plant = Plant(Path(args.workdir or tempfile.mkdtemp(prefix="plantwatch-demo-")))
+    plant = Plant(
+        Path(args.workdir or tempfile.mkdtemp(prefix="plantwatch-demo-")),
+        secure=True,
+        outbox={"disk_budget_mb": args.disk_budget_mb},
+    )
+    # the demo's own observer reconnects after the outage like any client; its warnings are not news here
+    logging.getLogger("plantwatch.mqtt").setLevel(logging.ERROR)
     say(started, f"working directory {plant.workdir}")
     observer = None
     failed = True
     try:
         plant.start(days=args.days, onset_days=args.onset_days, speed=args.speed)
         assert plant.broker is not None
-        say(started, f"Mosquitto on 127.0.0.1:{plant.broker.port}; SAP S/4HANA simulator at {plant.sap.url}")  # type: ignore[attr-defined]
+        say(
+            started,
+            f"Mosquitto on 127.0.0.1:{plant.broker.port} (TLS, passwords, ACL from systemd/); "
+            f"SAP S/4HANA simulator at {plant.sap.url}",  # type: ignore[attr-defined]
+        )
         say(started, f"machine simulator: {len(plant.fleet)} assets, replayed at {args.speed:g}× real time")
         for asset in plant.fleet:
             say(started, f"  {describe(asset)}")
         say(started, "agent and gateway started")
+        say(started, f"agent outbox: disk budget {args.disk_budget_mb:g} MB (health records thinned near it)")
         observer = MqttClient(
-            BrokerSettings(host="127.0.0.1", port=plant.broker.port, client_id="plantwatch-demo-observer"),
+            BrokerSettings(
+                host="127.0.0.1",
+                port=plant.broker.port,
+                client_id="plantwatch-demo-observer",
+                # the gateway's account may read the site's alerts
+                username=plant.gateway_id,
+                password=plant.mqtt_passwords[plant.gateway_id],
+                tls=TLSParameters(str(plant.broker.ca_file)),
+            ),
             subscriptions=[(alert_subscription(plant.site), 1)],
         )
         await observer.start()
@@ -114,9 +169,13 @@ async def run(args: argparse.Namespace) -> int:
             )
             return True
 
+        outage_done = args.outage_s <= 0
         while time.monotonic() < deadline and not (plant.notifications() and plant.machine_done()):
             plant.check_running()
             await take_alert()
+            if not outage_done and any(alerts.values()):
+                outage_done = True
+                await outage(plant, args.outage_s, started)
         # the machine has sent everything, but the agent may still be analysing what it buffered
         quiet_since = time.monotonic()
         while time.monotonic() < deadline and time.monotonic() - quiet_since < SETTLE_QUIET_S:
@@ -151,6 +210,8 @@ async def run(args: argparse.Namespace) -> int:
             say(started, f"{false_alarms} healthy assets raised alerts")
             return 1
         failed = False
+        if not delivered_exactly_once(plant, started):
+            return 1
         rss = plant.peak_rss_mb("agent")
         if rss is not None:
             print(f"\nagent peak memory (RSS): {rss:.0f} MB")
@@ -184,6 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--timeout-s", type=float, default=100.0, help="give up after this many wall seconds (default 100)"
+    )
+    parser.add_argument(
+        "--outage-s",
+        type=float,
+        default=3.0,
+        help="stop the broker this many wall seconds at the first alert (default 3; 0: no outage)",
+    )
+    parser.add_argument(
+        "--disk-budget-mb", type=float, default=64.0, help="the agent's outbox disk budget (default 64)"
     )
     parser.add_argument("--workdir", help="keep logs and state here (default: a new temporary directory)")
     parser.add_argument("--verbose", action="store_true", help="print the tails of the logs at the end")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -309,6 +310,38 @@ class Plant:
             log_path=self.workdir / "gateway.log",
             env=env,
         )
+
+    def agent_numbers(self) -> tuple[int, int, int]:
+        """``(last sequence number given out, records buffered, records thinned)`` from the agent's file."""
+        last = self._count(self.workdir / "agent" / "agent.sqlite", "SELECT seq FROM sequence")
+        waiting = self._count(self.workdir / "agent" / "agent.sqlite", "SELECT count(*) FROM outbox")
+        thinned = self._count(
+            self.workdir / "agent" / "agent.sqlite",
+            "SELECT value FROM counters WHERE name = 'records_thinned'",
+        )
+        return last, waiting, thinned
+
+    def gateway_numbers(self) -> tuple[int, int, int]:
+        """``(alerts in the inbox, health records received, sequence numbers reported missing)``."""
+        path = self.workdir / "gateway" / "gateway.sqlite"
+        return (
+            self._count(path, "SELECT count(*) FROM inbox"),
+            self._count(path, "SELECT count(*) FROM received"),
+            self._count(path, "SELECT coalesce(sum(missing), 0) FROM sequence_gaps"),
+        )
+
+    @staticmethod
+    def _count(path: Path, sql: str) -> int:
+        if not path.exists():
+            return 0
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute(sql).fetchone()
+        except sqlite3.OperationalError:  # the service has not created its tables yet
+            return 0
+        finally:
+            conn.close()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def notifications(self) -> list[dict[str, object]]:
         """The maintenance notifications in the SAP simulator."""

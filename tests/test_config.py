@@ -291,3 +291,50 @@ def test_secrets_are_not_accepted_in_the_toml(tmp_path: Path) -> None:
     text = AGENT_TOML.replace('username = "gw-line3"', 'username = "gw-line3"\npassword = "hunter2"')
     (problem,) = problems(tmp_path, text)
     assert problem.startswith("mqtt.password: unknown key")
+
+
+OUTBOX_TOML = AGENT_TOML.replace(
+    '[[assets]]\nid = "pump-7"', '[outbox]\n{outbox}\n\n[[assets]]\nid = "pump-7"', 1
+)
+
+
+def test_the_outbox_table_sets_the_disk_budget_and_the_drain_rate(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(OUTBOX_TOML.format(outbox="disk_budget_mb = 64\ndrain_rate_per_s = 0\nkeep_one_in = 8"))
+    outbox = load(path, AgentSettings).outbox
+    assert (outbox.disk_budget_mb, outbox.drain_rate_per_s, outbox.keep_one_in) == (64.0, 0.0, 8)
+    budget = outbox.budget()
+    assert (budget.budget_bytes, budget.thin_at, budget.thin_to, budget.keep_one_in) == (
+        64_000_000,
+        0.8,
+        0.6,
+        8,
+    )
+
+
+def test_the_outbox_defaults_bound_the_disk_and_the_drain(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(AGENT_TOML)
+    outbox = load(path, AgentSettings).outbox
+    assert (outbox.disk_budget_mb, outbox.drain_rate_per_s) == (512.0, 5000.0)
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("disk_budget_mb = 0.5", "outbox.disk_budget_mb: must be at least 1"),
+        ("drain_rate_per_s = -1", "outbox.drain_rate_per_s: must be 0 (unlimited) or more"),
+        ("keep_one_in = 1", "outbox.keep_one_in: must be at least 2"),
+        (
+            "thin_at_percent = 50\nthin_to_percent = 70",
+            "outbox: thin_to_percent must be below thin_at_percent",
+        ),
+        ("budget_mb = 10", "outbox.budget_mb: unknown key"),
+    ],
+)
+def test_a_bad_outbox_value_is_refused_naming_the_key(tmp_path: Path, table: str, expected: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(OUTBOX_TOML.format(outbox=table))
+    with pytest.raises(ConfigError) as caught:
+        load(path, AgentSettings)
+    assert any(problem.startswith(expected) for problem in caught.value.problems), caught.value.problems

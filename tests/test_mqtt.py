@@ -21,6 +21,7 @@ from plantwatch.mqtt import (
     BrokerSettings,
     MqttClient,
     NotConnected,
+    TLSParameters,
     reconnect_delay_s,
 )
 from plantwatch.simulators.plant import Broker
@@ -256,3 +257,51 @@ async def test_an_alert_stored_during_a_rate_limited_drain_overtakes_the_backlog
         await stop(task)
     assert health_before_alert < 1000 - 20  # it did not wait for the backlog
     assert subscriber.seqs("health") == list(range(1, health_before_alert + 1))  # order kept meanwhile
+
+
+async def test_the_client_logs_in_over_tls_with_a_client_certificate_and_a_password(tmp_path: Path) -> None:
+    secure = Broker(tmp_path / "broker", secure=True, users={"gw-line3": "s3cret"}, require_certificate=True)
+    secure.start()
+    certificate = secure.issue_client_certificate("gw-line3")
+    instance = MqttClient(
+        BrokerSettings(
+            "127.0.0.1",
+            secure.port,
+            client_id="test-certificate",
+            username="gw-line3",
+            password="s3cret",
+            tls=TLSParameters(str(secure.ca_file), str(certificate.cert_file), str(certificate.key_file)),
+        )
+    )
+    await instance.start()
+    try:
+        assert await instance.wait_connected(10), instance.last_error
+        await instance.publish("plantwatch/v1/s/gw-line3/pump-7/health", b"{}")  # allowed by the ACL
+    finally:
+        await instance.stop()
+        secure.stop()
+
+
+async def test_refused_credentials_stop_the_retries_and_say_why(tmp_path: Path) -> None:
+    secure = Broker(tmp_path / "broker", secure=True, users={"gw-line3": "s3cret"})
+    secure.start()
+    settings = BrokerSettings(
+        "127.0.0.1",
+        secure.port,
+        client_id="test-wrong-password",
+        username="gw-line3",
+        password="wrong",
+        tls=TLSParameters(str(secure.ca_file)),
+    )
+    instance = MqttClient(settings)
+    await instance.start()
+    try:
+        await wait_for(lambda: instance.refused is not None, timeout_s=10, what="the refusal")
+        assert "gw-line3" in (instance.refused or "")
+        assert instance._thread is not None
+        await asyncio.get_running_loop().run_in_executor(None, instance._thread.join, 10)
+        assert not instance._thread.is_alive()  # the connection loop ended: no more attempts
+        assert not instance.is_connected
+    finally:
+        await instance.stop()
+        secure.stop()
