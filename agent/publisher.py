@@ -16,7 +16,6 @@ e.g. the ACL denies the topic) is kept too: the publisher reports it and pauses,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from functools import partial
@@ -29,6 +28,10 @@ log = logging.getLogger("plantwatch.agent.publisher")
 
 DELETE_GROUP = 256
 """Acknowledged records deleted in one transaction; fewer are deleted when there is nothing to send."""
+PUBACK_TIMEOUT_S = 60.0
+"""A connection on which records wait this long for a PUBACK with none arriving is broken (a broker
+acknowledges QoS 1 within a round trip): the publisher drops it and the records go again after the
+reconnect."""
 REFUSED_PAUSE_MIN_S = 2.0
 REFUSED_PAUSE_MAX_S = 60.0
 """Pause after the broker refused a publish, doubling from the minimum to the cap."""
@@ -111,9 +114,12 @@ class Publisher:
         acked: list[int] = []
         failure: list[MqttError] = []
 
+        last_progress = time.monotonic()
+
         def settled(position: int, future: asyncio.Future[None]) -> None:
-            nonlocal in_flight
+            nonlocal in_flight, last_progress
             in_flight -= 1
+            last_progress = time.monotonic()
             error = future.exception()
             if error is None:
                 acked.append(position)
@@ -150,6 +156,8 @@ class Publisher:
                             health_limit=bucket.available(time.monotonic()),
                         ),
                     )
+                if in_flight == 0:
+                    last_progress = time.monotonic()
                 for item in batch:
                     future = self.client.publish_nowait(item.topic, item.payload, qos=1)
                     in_flight += 1
@@ -164,11 +172,24 @@ class Publisher:
                 if acked:
                     await delete_acked()
                     continue
-                timeout = None
+                timeout = PUBACK_TIMEOUT_S if in_flight else None
                 if bucket.available(time.monotonic()) == 0:
                     timeout = bucket.wait_s()  # health records may be waiting for tokens
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self.wake.wait(), timeout)
+                except TimeoutError:
+                    if in_flight and time.monotonic() - last_progress > PUBACK_TIMEOUT_S:
+                        event(
+                            log,
+                            logging.ERROR,
+                            "puback_timeout",
+                            in_flight=in_flight,
+                            waited_s=PUBACK_TIMEOUT_S,
+                        )
+                        self.client.drop_connection("no PUBACK for the records in flight")
+                        while in_flight:  # the loss fails them
+                            self.wake.clear()
+                            await self.wake.wait()
         except NotConnected as error:
             failure.append(error)
         # every record sent on this connection settles: acknowledged, refused, or failed by the loss

@@ -37,6 +37,9 @@ from plantwatch.runtime import keep_status_fresh, supervise
 
 log = logging.getLogger("plantwatch.agent")
 
+SERIAL_REPORT_EVERY_S = 60.0
+"""While the sensor's port stays unavailable, how often the log says so again."""
+
 EXECUTOR_THREADS = 2
 """Serial reads and analysis each get a thread; more would only contend for the GIL and two cores."""
 
@@ -248,6 +251,7 @@ class AgentService:
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()
         serial_settings = self.settings.serial
+        failed_attempts = 0
         while True:
             try:
                 reader = await loop.run_in_executor(
@@ -255,9 +259,23 @@ class AgentService:
                     lambda: SerialReader(serial_settings.port, baudrate=serial_settings.baudrate),
                 )
             except SerialInputError as error:
-                event(log, logging.WARNING, "serial_unavailable", port=serial_settings.port, reason=error)
+                # the first failure is news; repeats are logged once a minute, not every reopen delay
+                if (
+                    failed_attempts % max(1, round(SERIAL_REPORT_EVERY_S / serial_settings.reopen_delay_s))
+                    == 0
+                ):
+                    event(
+                        log,
+                        logging.WARNING,
+                        "serial_unavailable",
+                        port=serial_settings.port,
+                        attempts=failed_attempts + 1,
+                        reason=error,
+                    )
+                failed_attempts += 1
                 await asyncio.sleep(serial_settings.reopen_delay_s)
                 continue
+            failed_attempts = 0
             event(log, logging.INFO, "serial_open", port=serial_settings.port)
             try:
                 while True:

@@ -151,6 +151,10 @@ class RetainedStatus:
     qos: int = 1
 
 
+def _socket_write_is_the_loops_job(client: paho.Client, userdata: object, sock: object) -> None:
+    """paho's external-loop hook, on purpose doing nothing (see :meth:`MqttClient._new_client`)."""
+
+
 @dataclass
 class _State:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -222,6 +226,11 @@ class MqttClient:
             )
         if self.will is not None:
             client.will_set(self.will.topic, self.will.payload, qos=self.will.qos, retain=self.will.retain)
+        # Only the connection thread may touch the socket: paho writes a publish or an ack directly from
+        # the calling thread unless it runs its own loop thread or an external loop is registered. Two
+        # threads in one TLS session corrupt OpenSSL's state (glibc aborts with "corrupted double-linked
+        # list"), so register a no-op: paho then queues the packet and wakes the loop, which writes it.
+        client.on_socket_register_write = _socket_write_is_the_loops_job
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -277,7 +286,10 @@ class MqttClient:
                         reason=why,
                     )
             else:
-                self._client.loop_forever()
+                # loop() (unlike loop_forever()) sets up the socket pair that wakes this thread when
+                # another thread queues a packet; it returns an error once the connection has ended
+                while self._client.loop(timeout=1.0) == paho.MQTT_ERR_SUCCESS:
+                    pass
                 # paho resends unacknowledged messages itself after a reconnect; the caller's store
                 # resends them already, so drop paho's copies
                 self._client.drop_out_messages()
@@ -326,6 +338,11 @@ class MqttClient:
         self._client.disconnect()
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
+
+    def drop_connection(self, why: str) -> None:
+        """Close the current connection (it will be made again after the backoff), e.g. when it stalls."""
+        event(log, logging.WARNING, "mqtt_dropping_connection", client=self.settings.client_id, reason=why)
+        self._client.disconnect()
 
     # --- publish / receive -----------------------------------------------------------------------
 

@@ -28,11 +28,17 @@ from plantwatch.simulators.plant import Broker
 from tests.test_outbox import AGENT, draft
 
 
-async def wait_for(condition, *, timeout_s: float, what: str) -> None:
-    """Await ``condition()`` becoming true, polling; fail naming ``what`` after ``timeout_s``."""
+async def wait_for(condition, *, timeout_s: float, what: str, task: asyncio.Task[None] | None = None) -> None:
+    """Await ``condition()`` becoming true, polling; fail naming ``what`` after ``timeout_s``.
+
+    ``task``: a publisher task whose failure ends the wait with its exception.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not condition():
+        if task is not None and task.done():
+            task.result()
+            pytest.fail(f"the publisher stopped while waiting for {what}")
         if loop.time() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.02)
@@ -205,7 +211,7 @@ async def test_the_publisher_empties_the_outbox_alerts_first_each_lane_in_order(
     publisher = Publisher(outbox, client, window=50)
     task = await run_publisher(publisher)
     try:
-        await wait_for(lambda: len(subscriber.received) == 303, timeout_s=30, what="every record")
+        await wait_for(lambda: len(subscriber.received) == 303, timeout_s=30, what="every record", task=task)
         await wait_for(lambda: outbox.level().records == 0, timeout_s=10, what="the outbox to empty")
     finally:
         await stop(task)
@@ -248,10 +254,14 @@ async def test_an_alert_stored_during_a_rate_limited_drain_overtakes_the_backlog
     publisher = Publisher(outbox, client, window=20, drain_rate_per_s=250)
     task = await run_publisher(publisher)
     try:
-        await wait_for(lambda: len(subscriber.received) >= 50, timeout_s=20, what="the drain to start")
+        await wait_for(
+            lambda: len(subscriber.received) >= 50, timeout_s=20, what="the drain to start", task=task
+        )
         (alert,) = outbox.append([draft(alert=True)], now_s=2.0)
         publisher.wake.set()
-        await wait_for(lambda: alert.seq in subscriber.seqs("alert"), timeout_s=20, what="the alert")
+        await wait_for(
+            lambda: alert.seq in subscriber.seqs("alert"), timeout_s=20, what="the alert", task=task
+        )
         health_before_alert = len(subscriber.seqs("health"))
     finally:
         await stop(task)
