@@ -351,7 +351,17 @@ class Outbox:
     def level(self) -> BufferLevel:
         """How many records wait (and how many are alerts), the oldest one's creation time, the last
         sequence number, the pages in use against the budget and the records thinned so far."""
-        count, oldest = self.conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
+        count = self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        # the oldest record is the first of a lane (positions grow with time): two index look-ups, not a
+        # scan of the whole backlog
+        firsts = [
+            row[0]
+            for lane in (ALERT_PRIORITY, HEALTH_PRIORITY)
+            for row in self.conn.execute(
+                "SELECT created_at FROM outbox WHERE priority = ? ORDER BY position LIMIT 1", (lane,)
+            )
+        ]
+        oldest = min(firsts) if firsts else None
         alerts = self.conn.execute(
             "SELECT count(*) FROM outbox WHERE priority = ?", (ALERT_PRIORITY,)
         ).fetchone()[0]

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 TOPIC_ROOT = "plantwatch/v1"
@@ -204,12 +204,25 @@ class Record:
 
     def to_json(self) -> str:
         """The payload as compact UTF-8 JSON; health records leave out ``evidence``."""
-        body = asdict(self)
+        # a shallow dict per level: dataclasses.asdict deep-copies every feature and evidence line, which
+        # cost the outbox three quarters of its insert time
+        body = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        body["model"] = _shallow(self.model)
+        body["window"] = _shallow(self.window)
         if not self.is_alert:
-            body.pop("evidence")
+            del body["evidence"]
         if self.classifier is None:
-            body.pop("classifier")
+            del body["classifier"]
+        else:
+            body["classifier"] = _shallow(self.classifier)
         return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def _shallow(value: Any) -> dict[str, Any]:
+    return {item.name: getattr(value, item.name) for item in fields(value)}
+
+
+_RECORD_FIELDS = tuple(item.name for item in fields(Record))
 
 
 def _require(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
