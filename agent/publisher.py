@@ -176,7 +176,10 @@ class Publisher:
                 if bucket.available(time.monotonic()) == 0:
                     timeout = bucket.wait_s()  # health records may be waiting for tokens
                 try:
-                    await asyncio.wait_for(self.wake.wait(), timeout)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+                    # that arrives as the event is set, and the publisher would never stop
+                    async with asyncio.timeout(timeout):
+                        await self.wake.wait()
                 except TimeoutError:
                     if in_flight and time.monotonic() - last_progress > PUBACK_TIMEOUT_S:
                         event(

@@ -370,7 +370,8 @@ class GatewayService:
             self.wake_worker.clear()
             timeout = None if next_due is None else max(0.05, next_due - self.clock.now())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake_worker.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see agent/publisher.py
+                    await self.wake_worker.wait()
 
     def _create(self, document: Document) -> None:
         now = self.clock.now()

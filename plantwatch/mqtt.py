@@ -307,7 +307,8 @@ class MqttClient:
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
         """Wait until connected; ``False`` if ``timeout_s`` passed first."""
         try:
-            await asyncio.wait_for(self._state.connected.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: it can swallow a cancellation in 3.11
+                await self._state.connected.wait()
         except TimeoutError:
             return False
         return True
@@ -331,7 +332,8 @@ class MqttClient:
         """Disconnect cleanly (optionally after publishing a retained ``offline`` status)."""
         if publish_offline is not None and self.is_connected:
             try:
-                await asyncio.wait_for(self.publish(*publish_offline, retain=True), 5)
+                async with asyncio.timeout(5):
+                    await self.publish(*publish_offline, retain=True)
             except (MqttError, TimeoutError) as error:
                 event(log, logging.WARNING, "offline_status_not_sent", reason=error)
         self._stopping.set()

@@ -99,7 +99,8 @@ async def run_publisher(publisher: Publisher) -> asyncio.Task[None]:
 
 async def stop(task: asyncio.Task[None]) -> None:
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with asyncio.timeout(10):  # a publisher that ignores cancellation fails the test, not hangs it
+        await asyncio.gather(task, return_exceptions=True)
 
 
 # --- the client -------------------------------------------------------------------------------------
