@@ -144,8 +144,10 @@ class Publisher:
                     await delete_acked()
                 room = self.window - in_flight
                 batch = []
+                health_limit: int | None = None
                 # refill in handfuls, not one query per PUBACK
                 if room > 0 and (in_flight == 0 or room >= self.window // 4):
+                    health_limit = bucket.available(time.monotonic())
                     batch = await loop.run_in_executor(
                         None,
                         partial(
@@ -153,7 +155,7 @@ class Publisher:
                             room,
                             after_alert=after_alert,
                             after_health=after_health,
-                            health_limit=bucket.available(time.monotonic()),
+                            health_limit=health_limit,
                         ),
                     )
                 if in_flight == 0:
@@ -173,8 +175,10 @@ class Publisher:
                     await delete_acked()
                     continue
                 timeout = PUBACK_TIMEOUT_S if in_flight else None
-                if bucket.available(time.monotonic()) == 0:
-                    timeout = bucket.wait_s()  # health records may be waiting for tokens
+                if health_limit == 0:
+                    # health records may be waiting for tokens. Decided by the query's limit, not by the
+                    # bucket now: tokens that came during the query would leave nothing to wake this wait
+                    timeout = bucket.wait_s()
                 try:
                     # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
                     # that arrives as the event is set, and the publisher would never stop
