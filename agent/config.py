@@ -36,7 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from plantwatch.agent.outbox import BufferBudget
-from plantwatch.config import check_log_level, check_name, check_port, check_positive
+from plantwatch.config import check_log_level, check_name, check_port, check_positive, secret
+from plantwatch.mqtt import BrokerSettings, TLSParameters
 
 
 def _check_fraction(value: float) -> bool | str:
@@ -82,6 +83,25 @@ class MqttSettings:
     tls_key_file: str | None = None
     keepalive_s: int = field(default=30, metadata={"check": check_positive})
     max_in_flight: int = field(default=100, metadata={"check": lambda v: 0 < v <= 1000 or "must be 1..1000"})
+
+    def broker_settings(self, client_id: str, *, persistent_session: bool = False) -> BrokerSettings:
+        """Connection settings for this table, with the password from the ``mqtt-password`` credential or
+        ``PLANTWATCH_MQTT_PASSWORD`` (never from the TOML)."""
+        tls = (
+            TLSParameters(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+            if self.tls_ca_file
+            else None
+        )
+        return BrokerSettings(
+            host=self.host,
+            port=self.port,
+            client_id=client_id,
+            username=self.username,
+            password=secret("mqtt-password", env="PLANTWATCH_MQTT_PASSWORD"),
+            keepalive_s=self.keepalive_s,
+            tls=tls,
+            persistent_session=persistent_session,
+        )
 
 
 @dataclass(frozen=True)

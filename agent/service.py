@@ -22,7 +22,6 @@ from plantwatch.agent.publisher import Publisher
 from plantwatch.agent.serial_input import SerialInputError, SerialReader
 from plantwatch.agent.windows import WindowBatch, Windower
 from plantwatch.clock import Clock, SystemClock, rfc3339
-from plantwatch.config import secret
 from plantwatch.contract import STATUS_SCHEMA, agent_status_topic
 from plantwatch.log import event
 from plantwatch.models.registry import (
@@ -32,7 +31,7 @@ from plantwatch.models.registry import (
     FaultClassifier,
     load_model,
 )
-from plantwatch.mqtt import BrokerSettings, MqttClient, RetainedStatus, TLSParameters, Will
+from plantwatch.mqtt import MqttClient, RetainedStatus, Will
 from plantwatch.runtime import keep_status_fresh, supervise
 
 log = logging.getLogger("plantwatch.agent")
@@ -55,21 +54,6 @@ def load_agent_models(settings: AgentSettings) -> tuple[AnomalyModel, FaultClass
             directory, settings.classifier, expected_features=CLASSIFIER_INPUTS, kind=CLASSIFIER_KIND
         )
     return anomaly, classifier
-
-
-def broker_settings(settings: AgentSettings) -> BrokerSettings:
-    """Connection settings, with the password from credentials or the environment."""
-    mqtt = settings.mqtt
-    tls = TLSParameters(mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file) if mqtt.tls_ca_file else None
-    return BrokerSettings(
-        host=mqtt.host,
-        port=mqtt.port,
-        client_id=f"plantwatch-agent-{settings.site}-{settings.agent_id}",
-        username=mqtt.username,
-        password=secret("mqtt-password", env="PLANTWATCH_MQTT_PASSWORD"),
-        keepalive_s=mqtt.keepalive_s,
-        tls=tls,
-    )
 
 
 class AgentService:
@@ -103,7 +87,7 @@ class AgentService:
         self.status_topic = agent_status_topic(settings.site, settings.agent_id)
         self._level = self.outbox.level()
         self.client = MqttClient(
-            broker_settings(settings),
+            settings.mqtt.broker_settings(f"plantwatch-agent-{settings.site}-{settings.agent_id}"),
             will=Will(self.status_topic, self._status_payload("offline")),
             status=RetainedStatus(self.status_topic, lambda: self._status_payload("online")),
             max_in_flight=settings.mqtt.max_in_flight,

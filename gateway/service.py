@@ -37,6 +37,7 @@ from plantwatch.contract import (
     agent_status_subscription,
     alert_subscription,
     check_schema,
+    decode_json_object,
     gateway_status_topic,
     health_subscription,
     parse_agent_status_topic,
@@ -59,7 +60,7 @@ from plantwatch.gateway.store import (
     Taken,
 )
 from plantwatch.log import event
-from plantwatch.mqtt import BrokerSettings, Message, MqttClient, RetainedStatus, TLSParameters, Will
+from plantwatch.mqtt import Message, MqttClient, RetainedStatus, Will
 from plantwatch.runtime import keep_status_fresh, supervise
 
 log = logging.getLogger("plantwatch.gateway")
@@ -73,18 +74,11 @@ stays short enough (tens of milliseconds) not to hold the ERP worker back."""
 def parse_agent_status(site: str, agent: str, payload: bytes) -> AgentStatus:
     """What the gateway uses of agent ``agent``'s status payload; :class:`PayloadError` names a bad field.
 
-    ``last_seq``, ``buffered_records`` and ``records_thinned`` (top level, or ``buffer.records_thinned``)
-    are optional (older agents send none of them); when present they must be integers within
-    ``0`` … ``MAX_SEQ``. ``site`` and ``agent``, when present, must match the topic's.
+    ``last_seq``, ``buffered_records`` and ``buffer.records_thinned`` are optional (older agents send none
+    of them); when present they must be integers within ``0`` … ``MAX_SEQ``. ``site`` and ``agent``, when
+    present, must match the topic's.
     """
-    try:
-        body = json.loads(payload.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise PayloadError(f"payload: not UTF-8 ({error.reason})") from None
-    except json.JSONDecodeError as error:
-        raise PayloadError(f"payload: not JSON ({error.msg} at {error.pos})") from None
-    if not isinstance(body, dict):
-        raise PayloadError("payload: not a JSON object")
+    body = decode_json_object(payload)
     schema = body.get("schema")
     if not isinstance(schema, str):
         raise PayloadError(f"schema: expected a string, got {schema!r}")
@@ -98,10 +92,9 @@ def parse_agent_status(site: str, agent: str, payload: bytes) -> AgentStatus:
     fields = {
         "last_seq": body.get("last_seq"),
         "buffered_records": body.get("buffered_records"),
-        "records_thinned": body.get("records_thinned"),
+        # with the agent's other disk figures
+        "records_thinned": buffer.get("records_thinned") if isinstance(buffer, dict) else None,
     }
-    if fields["records_thinned"] is None and isinstance(buffer, dict):
-        fields["records_thinned"] = buffer.get("records_thinned")  # where the agent keeps its disk figures
     for name, value in fields.items():
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ
@@ -121,22 +114,6 @@ def make_adapter(settings: GatewaySettings) -> ErpAdapter:
         password=secret("erp-password", env="PLANTWATCH_ERP_PASSWORD") or "",
         timeout_s=erp.timeout_s,
         notification_type=erp.notification_type,
-    )
-
-
-def broker_settings(settings: GatewaySettings) -> BrokerSettings:
-    """Connection settings: a persistent session, so alerts sent while the gateway is down wait for it."""
-    mqtt = settings.mqtt
-    tls = TLSParameters(mqtt.tls_ca_file, mqtt.tls_cert_file, mqtt.tls_key_file) if mqtt.tls_ca_file else None
-    return BrokerSettings(
-        host=mqtt.host,
-        port=mqtt.port,
-        client_id=f"plantwatch-gateway-{settings.site}-{settings.gateway_id}",
-        username=mqtt.username,
-        password=secret("mqtt-password", env="PLANTWATCH_MQTT_PASSWORD"),
-        keepalive_s=mqtt.keepalive_s,
-        tls=tls,
-        persistent_session=True,
     )
 
 
@@ -160,7 +137,10 @@ class GatewayService:
         self.duplicates = 0
         site = settings.site
         self.client = MqttClient(
-            broker_settings(settings),
+            # a persistent session: records sent while the gateway is down wait for it at the broker
+            settings.mqtt.broker_settings(
+                f"plantwatch-gateway-{settings.site}-{settings.gateway_id}", persistent_session=True
+            ),
             will=Will(self.status_topic, self._status_payload("offline")),
             status=RetainedStatus(self.status_topic, lambda: self._status_payload("online")),
             subscriptions=[

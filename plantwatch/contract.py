@@ -267,8 +267,8 @@ def check_schema(schema: str) -> None:
         raise PayloadError(f"schema: major version of {schema!r} not supported")
 
 
-def parse_record(payload: bytes) -> Record:
-    """Validate and parse a health or alert payload; raise :class:`PayloadError` on the first problem."""
+def decode_json_object(payload: bytes) -> dict[str, Any]:
+    """The first rungs of every payload's validation: UTF-8, JSON, an object (else :class:`PayloadError`)."""
     try:
         body = json.loads(payload.decode("utf-8"))
     except UnicodeDecodeError as error:
@@ -277,6 +277,12 @@ def parse_record(payload: bytes) -> Record:
         raise PayloadError(f"payload: not JSON ({error.msg} at {error.pos})") from None
     if not isinstance(body, dict):
         raise PayloadError("payload: not a JSON object")
+    return body
+
+
+def parse_record(payload: bytes) -> Record:
+    """Validate and parse a health or alert payload; raise :class:`PayloadError` on the first problem."""
+    body = decode_json_object(payload)
     schema = _require(body, "schema", str)
     check_schema(schema)
     if schema.split("/")[0] not in ("plantwatch.health", "plantwatch.alert"):

@@ -338,3 +338,24 @@ def test_a_bad_outbox_value_is_refused_naming_the_key(tmp_path: Path, table: str
     with pytest.raises(ConfigError) as caught:
         load(path, AgentSettings)
     assert any(problem.startswith(expected) for problem in caught.value.problems), caught.value.problems
+
+
+def test_broker_settings_take_tls_from_the_table_and_the_password_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("PLANTWATCH_MQTT_PASSWORD", "from-the-environment")
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        AGENT_TOML.replace('username = "gw-line3"', 'username = "gw-line3"\ntls_ca_file = "/etc/ca.pem"')
+    )
+    broker = load(path, AgentSettings).mqtt.broker_settings("client-1", persistent_session=True)
+    assert (broker.host, broker.port, broker.client_id, broker.username, broker.password) == (
+        "broker.plant1.local",
+        8883,
+        "client-1",
+        "gw-line3",
+        "from-the-environment",
+    )
+    assert broker.tls is not None and (broker.tls.ca_file, broker.tls.cert_file) == ("/etc/ca.pem", None)
+    assert broker.persistent_session

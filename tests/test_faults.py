@@ -58,13 +58,11 @@ def gateway_db(plant: Plant) -> Path:
 
 
 def last_seq(plant: Plant) -> int:
-    rows = query(agent_db(plant), "SELECT seq FROM sequence")
-    return rows[0][0] if rows else 0
+    return plant.agent_numbers()[0]
 
 
 def buffered(plant: Plant) -> int:
-    rows = query(agent_db(plant), "SELECT count(*) FROM outbox")
-    return rows[0][0] if rows else 0
+    return plant.agent_numbers()[1]
 
 
 def outbox_seqs(plant: Plant) -> set[int]:
@@ -73,8 +71,7 @@ def outbox_seqs(plant: Plant) -> set[int]:
 
 
 def thinned(plant: Plant) -> int:
-    rows = query(agent_db(plant), "SELECT value FROM counters WHERE name = 'records_thinned'")
-    return rows[0][0] if rows else 0
+    return plant.agent_numbers()[2]
 
 
 def arrived(plant: Plant) -> list[tuple[str, int, str]]:
