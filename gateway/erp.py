@@ -1,7 +1,11 @@
 """The ERP adapter interface every backend implements (SAP, Tryton, a signed webhook).
 
-The gateway hands an adapter a :class:`NotificationRequest` and gets back an :class:`ErpDocument`, or an
-:class:`ErpError` that says whether trying again later can help. Adapters are synchronous; the gateway
+Two kinds of document: a **maintenance notification / work order** for a finding on an asset
+(:class:`NotificationRequest`, later raised in priority or given more evidence by a
+:class:`NotificationUpdate`, and read back for the planner's outcome), and a **quality hold** on one
+production order / lot that ran on the asset during an excursion (:class:`HoldRequest`). The gateway hands
+an adapter a request and gets back an :class:`ErpDocument`, or an :class:`ErpError` that says whether
+trying again later can help. Adapters are synchronous; the gateway
 runs them in a bounded executor. Every adapter is idempotent by ``correlation_id``: it looks the id up
 in the ERP before it creates, so a retry after a crash never creates a second document (DESIGN.md,
 "ERP side").
@@ -25,6 +29,9 @@ SEVERITIES = ("warning", "alarm")
 PRIORITIES = ("1", "2", "3", "4")
 # Document statuses adapters report; "unknown" when the ERP reports something unmapped.
 STATUSES = ("outstanding", "postponed", "in_process", "completed", "unknown")
+# What the planner found when closing a document: the label kept for retraining (None while open or when
+# the ERP says nothing about it).
+OUTCOMES = ("fault_confirmed", "no_fault_found")
 ELLIPSIS = "…"
 
 
@@ -51,17 +58,60 @@ class NotificationRequest:
 
 
 @dataclass(frozen=True)
+class NotificationUpdate:
+    """More of the same finding for an open document: a repeat or a rise in severity.
+
+    - ``number`` / ``correlation_id``: the document to update.
+    - ``priority``: the priority it should have now (only ever raised by the gateway).
+    - ``note``: a few lines to add to the document's text (what came, when, the new evidence).
+    """
+
+    number: str
+    correlation_id: str
+    priority: str
+    note: str
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    """Hold one production order / lot made on ``asset`` while it was out of its normal state.
+
+    - ``correlation_id``: idempotency key as for notifications, one per (excursion, lot).
+    - ``production_order``: the order as the MES names it (Tryton: the production's number; SAP: the
+      manufacturing order).
+    - ``lot``: the lot / batch made by it, or None when the MES sent none.
+    - ``material``: the material (product code) of the lot, or None.
+    - ``plant``, ``storage_location``: where the lot's stock lies (SAP's goods movement needs them), or None.
+    - ``quantity`` / ``unit``: how much to block, or None when the ERP should take what the lot has.
+    - ``title`` / ``long_text``: what and why, for the quality engineer.
+    """
+
+    correlation_id: str
+    asset: str
+    production_order: str
+    lot: str | None
+    material: str | None
+    title: str
+    long_text: str
+    plant: str | None = None
+    storage_location: str | None = None
+    quantity: float | None = None
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
 class ErpDocument:
     """A document the ERP holds for a request.
 
     ``created`` is False when an existing document was found by ``correlation_id``; ``status`` is one of
-    :data:`STATUSES`.
+    :data:`STATUSES`; ``outcome`` is one of :data:`OUTCOMES` once a planner closed it with one, else None.
     """
 
     number: str
     correlation_id: str
     created: bool
     status: str
+    outcome: str | None = None
 
 
 class ErpError(Exception):
@@ -106,6 +156,22 @@ class ErpAdapter(Protocol):
 
     def find_notification(self, correlation_id: str) -> ErpDocument | None:
         """The document carrying ``correlation_id``, or None."""
+        ...
+
+    def update_notification(self, update: NotificationUpdate) -> ErpDocument:
+        """Raise the document's priority to ``update.priority`` (never lower it) and add ``update.note``."""
+        ...
+
+    def read_notification(self, number: str) -> ErpDocument:
+        """The document's current status and, once closed, the planner's outcome (``created`` False)."""
+        ...
+
+    def create_hold(self, request: HoldRequest) -> ErpDocument:
+        """Hold ``request``'s lot, or return the hold that already has its correlation id."""
+        ...
+
+    def find_hold(self, correlation_id: str) -> ErpDocument | None:
+        """The hold carrying ``correlation_id``, or None."""
         ...
 
     def check(self) -> None:
