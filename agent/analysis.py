@@ -35,7 +35,7 @@ from plantwatch.agent.decision import AssetState, DecisionSettings, decide, diag
 from plantwatch.agent.features import FEATURE_NAMES, feature_matrix, vibration_features
 from plantwatch.agent.outbox import AssetUpdate
 from plantwatch.agent.windows import WindowBatch
-from plantwatch.clock import rfc3339_many
+from plantwatch.clock import rfc3339, rfc3339_many
 from plantwatch.contract import ALERT_SCHEMA, HEALTH_SCHEMA, ModelRef, Record, WindowRef, record_topic, uuid7
 from plantwatch.log import event
 from plantwatch.models.registry import AnomalyModel, FaultClassifier
@@ -262,6 +262,11 @@ class AssetAnalyser:
                 window=WindowRef(start=starts_text[i], end=ends_text[i], fs_hz=batch.fs_hz, samples=samples),
                 evidence=evidence if alert else [],
                 classifier=self.classifier_ref,
+                episode=(
+                    rfc3339(self.memory.episode_start_s)
+                    if alert and self.memory.episode_start_s is not None
+                    else None
+                ),
             )
             drafts.append((record, topics["alert" if alert else "health"]))
         return drafts

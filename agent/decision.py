@@ -49,6 +49,8 @@ class AssetState:
     clear_level: int = 0
     """Highest level held (with hysteresis) during the current clearing streak: where the state falls."""
     last_alert_s: float = 0.0
+    episode_start_s: float | None = None
+    """Measurement time at which the state last left normal; None while normal."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ def decide(settings: DecisionSettings, memory: AssetState, score: float, now_s: 
         else:
             memory.clear_count = 0
     changed = memory.state != previous
+    if changed:
+        memory.episode_start_s = None if memory.state == "normal" else memory.episode_start_s or now_s
     repeat = (
         memory.state == "alarm" and not changed and now_s - memory.last_alert_s >= settings.alarm_repeat_s
     )

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,19 +36,26 @@ from plantwatch.contract import (
     agent_status_subscription,
     alert_subscription,
     check_schema,
+    context_subscription,
+    context_topic,
     decode_json_object,
     gateway_status_topic,
     health_subscription,
     parse_agent_status_topic,
+    parse_context,
     parse_record,
     parse_record_topic,
 )
-from plantwatch.gateway.config import GatewaySettings
-from plantwatch.gateway.erp import ErpAdapter, ErpError
-from plantwatch.gateway.policy import document_severity, notification_request
+from plantwatch.gateway.api import ApiServer
+from plantwatch.gateway.config import GatewaySettings, workflow_policy
+from plantwatch.gateway.erp import ErpAdapter, ErpDocument, ErpError, NotificationUpdate
+from plantwatch.gateway.policy import hold_request, notification_request
+from plantwatch.gateway.resilience import Backoff, CircuitBreaker
 from plantwatch.gateway.sequence import Arrival
 from plantwatch.gateway.store import (
     AgentStatus,
+    ContextIn,
+    ContextTaken,
     DeadLetter,
     Document,
     GatewayStore,
@@ -104,17 +110,39 @@ def parse_agent_status(site: str, agent: str, payload: bytes) -> AgentStatus:
 
 
 def make_adapter(settings: GatewaySettings) -> ErpAdapter:
-    """The configured ERP adapter, with its password from credentials or the environment."""
+    """The configured ERP adapter, with its password (or webhook secret) from credentials or the environment."""
+    erp = settings.erp
+    password = secret("erp-password", env="PLANTWATCH_ERP_PASSWORD") or ""
+    if erp.kind == "tryton":
+        from plantwatch.gateway.tryton import TrytonAdapter
+
+        return TrytonAdapter(
+            base_url=erp.base_url,
+            database=erp.database,
+            user=erp.user,
+            password=password,
+            timeout_s=erp.timeout_s,
+        )
+    if erp.kind == "webhook":
+        from plantwatch.gateway.webhook import WebhookAdapter
+
+        return WebhookAdapter(erp.base_url, secret=password.encode(), timeout_s=erp.timeout_s)
     from plantwatch.gateway.sap import SapAdapter
 
-    erp = settings.erp
     return SapAdapter(
         base_url=erp.base_url,
         user=erp.user,
-        password=secret("erp-password", env="PLANTWATCH_ERP_PASSWORD") or "",
+        password=password,
         timeout_s=erp.timeout_s,
         notification_type=erp.notification_type,
+        hold_method=erp.hold_method,
+        create_order=erp.create_order,
     )
+
+
+def shared(topic: str, group: str) -> str:
+    """``topic`` as an MQTT 5 shared subscription of ``group`` (unchanged when ``group`` is empty)."""
+    return f"$share/{group}/{topic}" if group else topic
 
 
 class GatewayService:
@@ -125,17 +153,24 @@ class GatewayService:
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.store = GatewayStore(
-            Path(settings.state_dir) / "gateway.sqlite", health_retention_s=settings.inbox.health_retention_s
-        )
         self.adapter = adapter or make_adapter(settings)
+        self.store = GatewayStore(
+            Path(settings.state_dir) / "gateway.sqlite",
+            health_retention_s=settings.inbox.health_retention_s,
+            policy=workflow_policy(settings),
+            erp=self.adapter.name,
+        )
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gateway")
         self.status_topic = gateway_status_topic(settings.site, settings.gateway_id)
         self.erp_reachable: bool | None = None
+        self.breaker = CircuitBreaker(
+            failure_threshold=settings.erp.breaker_failures, reset_after_s=settings.erp.breaker_reset_s
+        )
+        self.backoff = Backoff(settings.erp.retry_initial_s, settings.erp.retry_max_s)
         self._dead_letters = self.store.dead_letter_count()
         self.received = 0
         self.duplicates = 0
-        site = settings.site
+        site, group = settings.site, settings.shared_group
         self.client = MqttClient(
             # a persistent session: records sent while the gateway is down wait for it at the broker
             settings.mqtt.broker_settings(
@@ -144,13 +179,17 @@ class GatewayService:
             will=Will(self.status_topic, self._status_payload("offline")),
             status=RetainedStatus(self.status_topic, lambda: self._status_payload("online")),
             subscriptions=[
-                (alert_subscription(site), 1),
-                (health_subscription(site), 1),
-                (agent_status_subscription(site), 1),
+                (shared(alert_subscription(site), group), 1),
+                (shared(health_subscription(site), group), 1),
+                (shared(agent_status_subscription(site), group), 1),
+                # every gateway needs every lot's context to hold what ran during an excursion
+                (context_subscription(site), 1),
             ],
             manual_ack=True,
         )
+        self.api: ApiServer | None = None
         self.wake_worker = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
 
     def _status_payload(self, state: str) -> bytes:
@@ -162,6 +201,7 @@ class GatewayService:
             "state": state,
             "erp": self.adapter.name,
             "erp_reachable": self.erp_reachable,
+            "erp_circuit": self.breaker.state,
             "dead_letters": self._dead_letters,
             "duplicates_dropped": self.duplicates,
             "sequence_gaps": self.store.sequence_gaps(self.settings.site),
@@ -173,6 +213,33 @@ class GatewayService:
         """Ask the service to stop."""
         self._stop.set()
 
+    def wake(self) -> None:
+        """Wake the ERP worker (from any thread): something became due."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.wake_worker.set)
+
+    def counters(self) -> dict[str, object]:
+        """What the API's status shows."""
+        return {
+            "gateway": self.settings.gateway_id,
+            "erp": self.adapter.name,
+            "erp_reachable": self.erp_reachable,
+            "erp_circuit": self.breaker.state,
+            "received": self.received,
+            "duplicates_dropped": self.duplicates,
+            "documents": self.store.counts(),
+        }
+
+    def replay_message(self, topic: str, payload: bytes) -> str:
+        """Take a dead-lettered MQTT message again (from the API's thread); what became of it."""
+        message = Message(topic=topic, payload=payload, qos=1, retain=False, mid=0)
+        item = self._incoming(message)
+        if item is None:
+            return "left aside"
+        if self._take_items([item]):
+            self.wake()
+        return f"dead letter again: {item.reason}" if isinstance(item, DeadLetter) else "taken"
+
     async def run(self) -> int:
         """Receive, decide, create documents until :meth:`stop`; 1 if a part failed, else 0."""
         event(
@@ -183,6 +250,19 @@ class GatewayService:
             gateway=self.settings.gateway_id,
             erp=self.adapter.name,
         )
+        self._loop = asyncio.get_running_loop()
+        if self.settings.api.port:
+            self.api = ApiServer(
+                self.store,
+                site=self.settings.site,
+                clock=self.clock,
+                host=self.settings.api.listen,
+                port=self.settings.api.port,
+                changed=self.wake,
+                replay_message=self.replay_message,
+                status=self.counters,
+            )
+            self.api.start()
         await self.client.start()
         failed = await supervise(
             log,
@@ -200,6 +280,8 @@ class GatewayService:
             },
         )
         await self.client.stop(publish_offline=(self.status_topic, self._status_payload("offline")))
+        if self.api is not None:
+            self.api.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.store.close()
         event(log, logging.INFO, "gateway_stopped", received=self.received, duplicates=self.duplicates)
@@ -222,28 +304,44 @@ class GatewayService:
                 self.wake_worker.set()
 
     def _take(self, messages: list[Message]) -> bool:
-        """Store a batch of messages (records, statuses, dead letters) in one transaction; True if a
-        document was opened."""
-        now = self.clock.now()
-        items: list[Incoming] = []
-        for message in messages:
-            item = self._incoming(message)
-            if item is not None:
-                items.append(item)
-        results = self.store.take(items, now_s=now, erp=self.adapter.name)
-        opened = False
+        """Store a batch of messages in one transaction; True if a document became due for the ERP."""
+        items = [item for item in map(self._incoming, messages) if item is not None]
+        return self._take_items(items)
+
+    def _take_items(self, items: list[Incoming]) -> bool:
+        results = self.store.take(items, now_s=self.clock.now())
+        due = False
         for item, taken in zip(items, results, strict=True):
             if isinstance(item, DeadLetter):
                 self._dead_letters += 1
                 event(log, logging.WARNING, "dead_letter", topic=item.topic, reason=item.reason)
+            elif isinstance(taken, ContextTaken):
+                event(
+                    log,
+                    logging.INFO,
+                    "production_context",
+                    asset=taken.context.asset,
+                    order=taken.context.production_order or "-",
+                    lot=taken.context.lot or "-",
+                    since=taken.context.since,
+                    holds_due=len(taken.due),
+                )
+                due = due or bool(taken.due)
             else:
-                opened = self._report(taken) or opened
-        return opened
+                due = self._report(taken) or due
+        return due
 
     def _incoming(self, message: Message) -> Incoming | None:
         """What a message is for the store; ``None`` for one to leave aside (a retained agent status)."""
         kind = message.topic.rsplit("/", 1)[-1]
         try:
+            if kind == "context":
+                context = parse_context(message.payload)
+                if message.topic != context_topic(context.site, context.asset):
+                    raise PayloadError(
+                        f"topic {message.topic!r} does not match payload site/asset {context.site}/{context.asset}"
+                    )
+                return ContextIn(context)
             if kind == "status":
                 site, agent = parse_agent_status_topic(message.topic)
                 status = parse_agent_status(site, agent, message.payload)
@@ -263,10 +361,10 @@ class GatewayService:
                 raise PayloadError(f"topic {message.topic!r} does not match payload schema {record.schema!r}")
         except PayloadError as error:
             return DeadLetter(source="mqtt", topic=message.topic, payload=message.payload, reason=str(error))
-        return RecordIn(record, document_severity(record, create_on=self.settings.policy.create_on))
+        return RecordIn(record)
 
     def _report(self, taken: Taken) -> bool:
-        """Count and log what became of a record or status; True if a document was opened."""
+        """Count and log what became of a record or status; True if a document became due for the ERP."""
         if isinstance(taken, StatusTaken):
             confirmation = taken.confirmation
             if confirmation is not None:
@@ -321,78 +419,183 @@ class GatewayService:
                 seq=record.seq,
                 id=record.id,
             )
-        if not record.is_alert:
-            return False
-        document = taken.document
-        event(
-            log,
-            logging.INFO,
-            "alert_received",
-            asset=record.asset,
-            state=record.state,
-            failure_mode=record.failure_mode,
-            seq=record.seq,
-            id=record.id,
-            opened=document.correlation_id if document else "-",
-        )
-        return document is not None
+        if record.is_alert:
+            event(
+                log,
+                logging.INFO,
+                "alert_received",
+                asset=record.asset,
+                state=record.state,
+                failure_mode=record.failure_mode,
+                seq=record.seq,
+                id=record.id,
+                due=",".join(taken.due) or "-",
+            )
+        return bool(taken.due)
 
     # --- the ERP worker ----------------------------------------------------------------------------
 
     async def _erp_worker(self) -> None:
+        """Create due documents, send due updates, read open ones back; one ERP call at a time."""
         loop = asyncio.get_running_loop()
+        interval = self.settings.erp.feedback_interval_s
+        next_feedback = self.clock.now()
         while True:
-            now = self.clock.now()
-            due = await loop.run_in_executor(self.executor, self.store.due_documents, now)
-            for document in due:
-                await loop.run_in_executor(self.executor, self._create, document)
-            next_due = await loop.run_in_executor(self.executor, self.store.next_due_at)
             self.wake_worker.clear()
-            timeout = None if next_due is None else max(0.05, next_due - self.clock.now())
+            now = self.clock.now()
+            work: list[tuple[str, Document]] = []
+            retry_at = self.breaker.retry_at()
+            if retry_at is None or now >= retry_at:  # allow() below makes the first call the trial
+                work += [
+                    ("create", d)
+                    for d in await loop.run_in_executor(self.executor, self.store.due_documents, now)
+                ]
+                work += [
+                    ("update", d)
+                    for d in await loop.run_in_executor(self.executor, self.store.due_updates, now)
+                ]
+                if now >= next_feedback:
+                    feedback = await loop.run_in_executor(
+                        self.executor, self.store.due_feedback, now, interval
+                    )
+                    work += [("read", d) for d in feedback]
+                    next_feedback = now + min(interval, 60.0)
+            for action, document in work:
+                if not self.breaker.allow(self.clock.now()):
+                    break
+                await loop.run_in_executor(self.executor, self._call, action, document)
+            next_due = await loop.run_in_executor(self.executor, self.store.next_due_at)
+            now = self.clock.now()
+            wake_at = min(t for t in (next_due, next_feedback, self.breaker.retry_at()) if t is not None)
+            timeout = max(0.05, wake_at - now)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):  # not wait_for: see agent/publisher.py
                     await self.wake_worker.wait()
 
-    def _create(self, document: Document) -> None:
+    def _call(self, action: str, document: Document) -> None:
+        """One ERP call for ``document``; failures are classified, retried, dead-lettered."""
         now = self.clock.now()
-        record = self.store.opening_record(document)
-        request = notification_request(
-            record, correlation_id=document.correlation_id, severity=document.severity
-        )
         try:
-            result = self.adapter.create_notification(request)
-        except ErpError as error:
-            self.erp_reachable = error.status is not None and error.status < 500 and error.status != 429
-            if error.retryable:
-                backoff = min(
-                    self.settings.erp.retry_max_s, self.settings.erp.retry_initial_s * 2**document.attempts
-                )
-                delay = max(error.retry_after_s or 0.0, backoff * random.uniform(0.5, 1.0))
-                self.store.document_retry(document, error=str(error), next_attempt_at=now + delay, now_s=now)
-                event(
-                    log,
-                    logging.WARNING,
-                    "erp_retry",
-                    correlation_id=document.correlation_id,
-                    attempt=document.attempts + 1,
-                    delay_s=round(delay, 2),
-                    reason=error,
-                )
+            if action == "create":
+                result = self._create(document)
+            elif action == "update":
+                result = self._update(document)
             else:
-                self.store.document_failed(document, error=str(error), now_s=now)
-                self._dead_letters += 1
-                event(log, logging.ERROR, "erp_refused", correlation_id=document.correlation_id, reason=error)
+                result = self._read(document)
+        except ErpError as error:
+            self._failed(action, document, error)
             return
+        self.breaker.success(self.clock.now())
         self.erp_reachable = True
-        self.store.document_created(
-            document, number=result.number, found_existing=not result.created, now_s=now
+        if action == "create":
+            self.store.document_created(
+                document, number=result.number, found_existing=not result.created, now_s=now
+            )
+            event(
+                log,
+                logging.WARNING,
+                f"{document.kind}_{'created' if result.created else 'found'}",
+                number=result.number,
+                asset=document.asset,
+                failure_mode=document.failure_mode,
+                correlation_id=document.correlation_id,
+                order=document.production_order or "-",
+                lot=document.lot or "-",
+            )
+
+    def _create(self, document: Document) -> ErpDocument:
+        record = self.store.opening_record(document)
+        if document.kind == "notification":
+            request = notification_request(
+                record,
+                correlation_id=document.correlation_id,
+                severity=document.severity,
+                priority=document.priority,
+            )
+            return self.adapter.create_notification(request)
+        context = self.store.production_context(document)
+        excursion = self.store.excursion(document)
+        if context is None or excursion is None:
+            raise ErpError("plantwatch", f"hold {document.correlation_id}: its production context is gone")
+        hold = hold_request(
+            record, correlation_id=document.correlation_id, context=context, excursion=excursion
         )
+        return self.adapter.create_hold(hold)
+
+    def _update(self, document: Document) -> ErpDocument:
+        assert document.number is not None
+        note = document.update_note
+        update = NotificationUpdate(
+            number=document.number,
+            correlation_id=document.correlation_id,
+            priority=document.priority,
+            note=note or f"{rfc3339(self.clock.now())}: priority {document.priority}",
+        )
+        result = self.adapter.update_notification(update)
+        self.store.update_sent(document, note=note, priority=document.priority, now_s=self.clock.now())
         event(
             log,
-            logging.WARNING,
-            "notification_created" if result.created else "notification_found",
-            number=result.number,
-            asset=document.asset,
-            failure_mode=document.failure_mode,
+            logging.INFO,
+            "notification_updated",
+            number=document.number,
             correlation_id=document.correlation_id,
+            priority=document.priority,
         )
+        return result
+
+    def _read(self, document: Document) -> ErpDocument:
+        assert document.number is not None
+        result = self.adapter.read_notification(document.number)
+        if self.store.feedback_read(
+            document, status=result.status, outcome=result.outcome, now_s=self.clock.now()
+        ):
+            event(
+                log,
+                logging.WARNING,
+                "notification_closed",
+                number=document.number,
+                correlation_id=document.correlation_id,
+                outcome=result.outcome or "-",
+            )
+        return result
+
+    def _failed(self, action: str, document: Document, error: ErpError) -> None:
+        now = self.clock.now()
+        if error.retryable:
+            self.breaker.failure(now)
+            self.erp_reachable = error.status is not None and error.status < 500 and error.status != 429
+            delay = self.backoff.delay(document.attempts, error.retry_after_s)
+            if action == "create":
+                self.store.document_retry(document, error=str(error), next_attempt_at=now + delay, now_s=now)
+            elif action == "update":
+                self.store.update_retry(document, error=str(error), next_attempt_at=now + delay)
+            event(
+                log,
+                logging.WARNING,
+                "erp_retry",
+                action=action,
+                correlation_id=document.correlation_id,
+                attempt=document.attempts + 1,
+                delay_s=round(delay, 2),
+                circuit=self.breaker.state,
+                reason=error,
+            )
+            return
+        self.breaker.success(now)  # the ERP answered: it is up, it refused this one
+        self.erp_reachable = True
+        if action == "create":
+            self.store.document_failed(document, error=str(error), now_s=now)
+            self._dead_letters += 1
+            event(log, logging.ERROR, "erp_refused", correlation_id=document.correlation_id, reason=error)
+        elif action == "update":
+            self.store.update_retry(
+                document, error=str(error), next_attempt_at=now + self.settings.erp.retry_max_s
+            )
+        if action != "create":
+            event(
+                log,
+                logging.ERROR,
+                f"erp_{action}_refused",
+                correlation_id=document.correlation_id,
+                reason=error,
+            )

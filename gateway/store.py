@@ -24,9 +24,6 @@ connection is shared by the receiver and the ERP worker threads; a lock keeps th
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import math
 import sqlite3
 import threading
@@ -36,9 +33,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from plantwatch.clock import parse_rfc3339
-from plantwatch.contract import Record, parse_record
+from plantwatch.contract import ProductionContext, Record, parse_record
 from plantwatch.db import open_database, transaction
 from plantwatch.gateway.sequence import AgentSequence, Arrival, Confirmation, Observation
+from plantwatch.gateway.workflow import MODES, Policy, Workflow
 
 HEALTH_RETENTION_S = 86400.0
 """Default time a health record's id is kept to recognise a copy: a copy comes within minutes (a resend
@@ -149,46 +147,234 @@ MIGRATIONS = [
         detected_at REAL NOT NULL
     )
     """,
-]
-
-
-def correlation_id(message_id: str) -> str:
-    """The ERP correlation id of a document opened by message ``message_id``: 20 characters ``PW[A-Z2-7]{18}``.
-
-    SAP's ``MaintNotifExtReferenceNumber`` holds 20 upper-case characters, too few for a UUID, so the id
-    is a hash of the opening message's id: the same message always gives the same correlation id.
-
-    >>> correlation_id("018f3e2a-0000-7000-8000-000000000000")
-    'PWY7HIPTBKBEGFZXINHL'
+    # 3: approval modes, debounce, quality holds, feedback, users; documents and ledger rebuilt wider
     """
-    digest = hashlib.sha256(message_id.encode()).digest()
-    return "PW" + base64.b32encode(digest).decode()[:18]
+    CREATE TABLE documents_v3 (
+        correlation_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL DEFAULT 'notification' CHECK (kind IN ('notification', 'hold')),
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        failure_mode TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('shadow', 'awaiting_approval', 'rejected', 'pending', 'open', 'failed', 'closed')),
+        mode TEXT NOT NULL DEFAULT 'closed_loop' CHECK (mode IN ('shadow', 'advisory', 'closed_loop')),
+        severity TEXT NOT NULL,
+        priority TEXT NOT NULL DEFAULT '3',
+        episode TEXT,
+        message_id TEXT NOT NULL REFERENCES inbox (message_id),
+        erp TEXT NOT NULL,
+        number TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT,
+        opened_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        repeats INTEGER NOT NULL DEFAULT 0,
+        update_note TEXT,
+        update_due_at REAL,
+        last_update_at REAL,
+        erp_priority TEXT,
+        decided_by TEXT,
+        decided_at REAL,
+        decision_reason TEXT,
+        excursion_id INTEGER,
+        production_order TEXT,
+        lot TEXT,
+        outcome TEXT,
+        closed_at REAL,
+        checked_at REAL
+    );
+    INSERT INTO documents_v3 (correlation_id, site, asset, failure_mode, status, severity, priority, message_id, erp,
+        number, attempts, next_attempt_at, last_error, opened_at, updated_at)
+        SELECT correlation_id, site, asset, failure_mode, status, severity,
+            CASE severity WHEN 'alarm' THEN '2' ELSE '3' END, message_id, erp, number, attempts, next_attempt_at,
+            last_error, opened_at, updated_at FROM documents;
+    DROP TABLE documents;
+    ALTER TABLE documents_v3 RENAME TO documents;
+    CREATE UNIQUE INDEX one_open_document ON documents (site, asset, failure_mode)
+        WHERE kind = 'notification' AND status IN ('shadow', 'awaiting_approval', 'pending', 'open');
+    CREATE INDEX documents_by_status ON documents (status, next_attempt_at);
+    CREATE TABLE ledger_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        decision TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'notification',
+        site TEXT,
+        asset TEXT,
+        failure_mode TEXT,
+        state TEXT,
+        message_id TEXT,
+        agent TEXT,
+        seq INTEGER,
+        measured_at TEXT,
+        correlation_id TEXT,
+        erp_number TEXT,
+        score REAL,
+        threshold REAL,
+        confidence REAL,
+        model_name TEXT,
+        model_version TEXT,
+        model_sha256 TEXT,
+        evidence TEXT,
+        features TEXT,
+        mode TEXT,
+        priority TEXT,
+        actor TEXT,
+        reason TEXT,
+        detail TEXT
+    );
+    INSERT INTO ledger_v3 (id, at, decision, site, asset, failure_mode, state, message_id, correlation_id, erp_number,
+        score, confidence, model_name, model_version, model_sha256, evidence, features, detail)
+        SELECT id, at, decision, site, asset, failure_mode, state, message_id, correlation_id, erp_number, score,
+            confidence, json_extract(model, '$.name'), json_extract(model, '$.version'),
+            json_extract(model, '$.sha256'), evidence, features, detail FROM ledger;
+    DROP TABLE ledger;
+    ALTER TABLE ledger_v3 RENAME TO ledger;
+    CREATE INDEX ledger_by_asset ON ledger (site, asset, at);
+    CREATE INDEX ledger_by_time ON ledger (at);
+    ALTER TABLE dead_letters ADD COLUMN correlation_id TEXT;
+    ALTER TABLE dead_letters ADD COLUMN replayed_at REAL;
+    ALTER TABLE dead_letters ADD COLUMN replayed_by TEXT;
+    UPDATE dead_letters SET correlation_id = topic, topic = NULL WHERE source = 'erp';
+    CREATE TABLE candidates (
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        failure_mode TEXT NOT NULL,
+        episode TEXT NOT NULL,
+        first_measured REAL NOT NULL,
+        last_measured REAL NOT NULL,
+        alerts INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        PRIMARY KEY (site, asset, failure_mode)
+    );
+    CREATE TABLE approval_modes (
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL DEFAULT '*',
+        failure_mode TEXT NOT NULL DEFAULT '*',
+        mode TEXT NOT NULL CHECK (mode IN ('shadow', 'advisory', 'closed_loop')),
+        set_by TEXT NOT NULL,
+        set_at REAL NOT NULL,
+        PRIMARY KEY (site, asset, failure_mode)
+    );
+    CREATE TABLE maintenance_windows (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE context_messages (
+        context_id TEXT PRIMARY KEY,
+        received_at REAL NOT NULL
+    );
+    CREATE TABLE production_context (
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        since REAL NOT NULL,
+        until REAL,
+        production_order TEXT NOT NULL,
+        lot TEXT,
+        material TEXT,
+        plant TEXT,
+        storage_location TEXT,
+        quantity REAL,
+        unit TEXT,
+        context_id TEXT NOT NULL,
+        PRIMARY KEY (site, asset, since)
+    );
+    CREATE TABLE excursions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        episode TEXT NOT NULL,
+        failure_mode TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        message_id TEXT NOT NULL,
+        end_message_id TEXT,
+        UNIQUE (site, asset, episode)
+    );
+    CREATE TABLE feedback (
+        correlation_id TEXT PRIMARY KEY REFERENCES documents (correlation_id),
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        failure_mode TEXT NOT NULL,
+        label TEXT,
+        erp_number TEXT NOT NULL,
+        closed_at REAL NOT NULL,
+        message_id TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'planner', 'administrator')),
+        password_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+]
 
 
 @dataclass(frozen=True)
 class Document:
-    """A row of ``documents``."""
+    """A row of ``documents`` (the columns the worker, the API and the tests use)."""
 
     correlation_id: str
+    kind: str
     site: str
     asset: str
     failure_mode: str
     status: str
+    mode: str
     severity: str
+    priority: str
     message_id: str
     erp: str
     number: str | None
     attempts: int
     next_attempt_at: float
     last_error: str | None
+    opened_at: float
+    repeats: int
+    update_note: str | None
+    erp_priority: str | None
+    production_order: str | None
+    lot: str | None
+    decided_by: str | None
+    decision_reason: str | None
+    outcome: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Document:
+        """The document of a ``SELECT * FROM documents`` row."""
+        return cls(**{name: row[name] for name in DOCUMENT_FIELDS})
+
+    def as_dict(self) -> dict[str, object]:
+        """The document as a JSON-ready dict."""
+        return asdict(self)
+
+
+DOCUMENT_FIELDS = tuple(Document.__dataclass_fields__)
+
+
+class NotFound(LookupError):
+    """No such document, dead letter or user."""
+
+
+class Conflict(ValueError):
+    """The request does not fit the thing's current state (e.g. approving a document twice)."""
 
 
 @dataclass(frozen=True)
 class RecordIn:
-    """A valid health record or alert to take; ``open_document_as`` as in :meth:`GatewayStore.accept`."""
+    """A valid health record or alert to take."""
 
     record: Record
-    open_document_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,18 +408,33 @@ class DeadLetter:
     reason: str
 
 
-Incoming = RecordIn | AgentStatus | DeadLetter
+@dataclass(frozen=True)
+class ContextIn:
+    """A production context message from the MES."""
+
+    context: ProductionContext
+
+
+Incoming = RecordIn | AgentStatus | DeadLetter | ContextIn
 
 
 @dataclass(frozen=True)
 class RecordTaken:
     """What became of a record: a ``duplicate`` (nothing else happened), or accepted with what its seq
-    meant (``observation``) and the document it opened, if any."""
+    meant (``observation``) and the correlation ids of documents that became due for the ERP (``due``)."""
 
     record: Record
     duplicate: bool
     observation: Observation | None = None
-    document: Document | None = None
+    due: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContextTaken:
+    """What a production context message did: the hold documents that became due."""
+
+    context: ProductionContext
+    due: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,17 +445,27 @@ class StatusTaken:
     confirmation: Confirmation | None = None
 
 
-Taken = RecordTaken | StatusTaken | None
+Taken = RecordTaken | StatusTaken | ContextTaken | None
 
 
 class GatewayStore:
     """Plain functions over ``gateway.sqlite``, grouped by the connection they share.
 
-    ``health_retention_s`` is how long a health record's id is kept to recognise a copy of it.
+    ``health_retention_s`` is how long a health record's id is kept to recognise a copy of it; ``policy``
+    the rules that turn alerts into documents for the ERP backend named ``erp``.
     """
 
-    def __init__(self, path: str | Path, *, health_retention_s: float = HEALTH_RETENTION_S) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        health_retention_s: float = HEALTH_RETENTION_S,
+        policy: Policy | None = None,
+        erp: str = "erp",
+    ) -> None:
         self.conn: sqlite3.Connection = open_database(path, MIGRATIONS, synchronous="FULL")
+        self.workflow = Workflow(policy or Policy(), erp)
+        self.workflow.load(self.conn)
         self.health_retention_s = health_retention_s
         # the receiver and the ERP worker run in different executor threads on this one connection
         self._lock = threading.RLock()
@@ -304,24 +515,18 @@ class GatewayStore:
         with self._lock:
             return self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
 
-    def accept(
-        self, record: Record, *, now_s: float, open_document_as: str | None, erp: str
-    ) -> tuple[bool, Document | None]:
-        """Take one record (a batch of one, see :meth:`take`).
-
-        Returns ``(False, None)`` for a duplicate (nothing else happens). ``open_document_as`` is the
-        severity with which to open a document for the alert's asset and failure mode if none is open;
-        ``None`` records the alert without opening one. Returns the new pending document, if one was opened.
-        """
-        (taken,) = self.take([RecordIn(record, open_document_as)], now_s=now_s, erp=erp)
+    def accept(self, record: Record, *, now_s: float) -> RecordTaken:
+        """Take one record (a batch of one, see :meth:`take`)."""
+        (taken,) = self.take([RecordIn(record)], now_s=now_s)
         assert isinstance(taken, RecordTaken)
-        return not taken.duplicate, taken.document
+        return taken
 
-    def take(self, items: Sequence[Incoming], *, now_s: float, erp: str) -> list[Taken]:
+    def take(self, items: Sequence[Incoming], *, now_s: float) -> list[Taken]:
         """Store a batch of received messages in one transaction, in order; what became of each.
 
-        - an alert goes into the inbox (a known id is a duplicate), with its decision in the ledger and
-          perhaps a pending document for ``erp``;
+        - an alert goes into the inbox (a known id is a duplicate), with its decision
+          (:mod:`~plantwatch.gateway.workflow`) in the ledger and perhaps a document;
+        - a production context updates which lot runs where, and perhaps holds lots;
         - a health record's id goes into ``received`` (a known id is a duplicate);
         - every record that is not a duplicate updates ``asset_latest`` and its agent's sequence account
           (a reset is recorded in ``sequence_gaps``);
@@ -331,18 +536,21 @@ class GatewayStore:
         Nothing is changed, in the file or in memory, unless the whole batch commits.
         """
         with self._lock:
-            return self._take(items, now_s, erp)
+            return self._take(items, now_s)
 
-    def _take(self, items: Sequence[Incoming], now_s: float, erp: str) -> list[Taken]:
+    def _take(self, items: Sequence[Incoming], now_s: float) -> list[Taken]:
         touched: dict[tuple[str, str], AgentSequence] = {}
         results: list[Taken] = []
         prune = now_s - self._pruned_at >= PRUNE_INTERVAL_S
         with self._write() as conn:
             for item in items:
                 if isinstance(item, RecordIn):
-                    results.append(self._take_record(conn, item, touched, now_s, erp))
+                    results.append(self._take_record(conn, item, touched, now_s))
                 elif isinstance(item, AgentStatus):
                     results.append(self._take_status(conn, item, touched, now_s))
+                elif isinstance(item, ContextIn):
+                    due = self.workflow.on_context(conn, item.context, now_s)
+                    results.append(ContextTaken(item.context, tuple(due)))
                 else:
                     self._dead_letter(conn, item, now_s)
                     results.append(None)
@@ -373,7 +581,6 @@ class GatewayStore:
         item: RecordIn,
         touched: dict[tuple[str, str], AgentSequence],
         now_s: float,
-        erp: str,
     ) -> RecordTaken:
         record = item.record
         if record.is_alert:
@@ -417,8 +624,11 @@ class GatewayStore:
                 now_s,
             ),
         )
-        document = self._decide(conn, item, now_s, erp) if record.is_alert else None
-        return RecordTaken(record, duplicate=False, observation=observation, document=document)
+        if record.is_alert:
+            due = self.workflow.on_alert(conn, record, now_s)
+        else:
+            due = self.workflow.on_health(conn, record, now_s)
+        return RecordTaken(record, duplicate=False, observation=observation, due=tuple(due))
 
     def _account(
         self, key: tuple[str, str], touched: dict[tuple[str, str], AgentSequence]
@@ -494,44 +704,6 @@ class GatewayStore:
         open_holes.update((key, account.open_holes) for key, account in touched.items())
         self._missing, self._open_holes = missing, open_holes
 
-    def _decide(self, conn: sqlite3.Connection, item: RecordIn, now_s: float, erp: str) -> Document | None:
-        # an alert's decision: observe, repeat (a document is open) or create (a pending document)
-        record = item.record
-        opened: Document | None = None
-        existing = self._open_document(conn, record.site, record.asset, record.failure_mode)
-        if item.open_document_as is None:
-            decision = "observe"
-        elif existing is not None:
-            decision = "repeat"
-        else:
-            cid = correlation_id(record.id)
-            conn.execute(
-                "INSERT INTO documents (correlation_id, site, asset, failure_mode, status, severity, message_id,"
-                " erp, opened_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                (
-                    cid,
-                    record.site,
-                    record.asset,
-                    record.failure_mode,
-                    item.open_document_as,
-                    record.id,
-                    erp,
-                    now_s,
-                    now_s,
-                ),
-            )
-            opened = self._document(conn, cid)
-            decision = "create"
-        self._ledger(
-            conn,
-            now_s,
-            decision,
-            record,
-            correlation_id=opened.correlation_id if opened else existing.correlation_id if existing else None,
-            erp_number=existing.number if existing and not opened else None,
-        )
-        return opened
-
     # --- sequences and latest state ------------------------------------------------------------------
 
     def account(self, site: str, agent: str) -> AgentSequence | None:
@@ -558,47 +730,93 @@ class GatewayStore:
         with self._lock:
             return [dict(row) for row in self.conn.execute("SELECT * FROM asset_latest ORDER BY site, asset")]
 
-    # --- documents -----------------------------------------------------------------------------------
+    # --- documents: the ERP worker's side ----------------------------------------------------------
 
-    @staticmethod
-    def _open_document(conn: sqlite3.Connection, site: str, asset: str, failure_mode: str) -> Document | None:
-        row = conn.execute(
-            "SELECT correlation_id FROM documents WHERE site = ? AND asset = ? AND failure_mode = ?"
-            " AND status IN ('pending', 'open')",
-            (site, asset, failure_mode),
-        ).fetchone()
-        return GatewayStore._document(conn, row[0]) if row else None
+    def _document(self, conn: sqlite3.Connection, cid: str) -> Document:
+        row = conn.execute("SELECT * FROM documents WHERE correlation_id = ?", (cid,)).fetchone()
+        if row is None:
+            raise NotFound(f"no document with correlation id {cid}")
+        return Document.from_row(row)
 
-    @staticmethod
-    def _document(conn: sqlite3.Connection, cid: str) -> Document:
-        row = conn.execute(
-            "SELECT correlation_id, site, asset, failure_mode, status, severity, message_id, erp, number, attempts,"
-            " next_attempt_at, last_error FROM documents WHERE correlation_id = ?",
-            (cid,),
-        ).fetchone()
-        return Document(*row)
+    def document(self, cid: str) -> Document:
+        """The document with correlation id ``cid`` (:class:`NotFound` if none)."""
+        with self._lock:
+            return self._document(self.conn, cid)
+
+    def documents(self, *, status: str | None = None, kind: str | None = None) -> list[Document]:
+        """Documents, oldest first, optionally only of one ``status`` and ``kind``."""
+        query, params = "SELECT * FROM documents WHERE 1", []
+        if status is not None:
+            query, params = query + " AND status = ?", [*params, status]
+        if kind is not None:
+            query, params = query + " AND kind = ?", [*params, kind]
+        with self._lock:
+            return [
+                Document.from_row(row) for row in self.conn.execute(query + " ORDER BY opened_at", params)
+            ]
 
     def due_documents(self, now_s: float) -> list[Document]:
-        """Pending documents whose next attempt is due."""
+        """Documents to create in the ERP now (pending, next attempt due), oldest first."""
         with self._lock:
             rows = self.conn.execute(
-                "SELECT correlation_id FROM documents WHERE status = 'pending' AND next_attempt_at <= ?"
-                " ORDER BY opened_at",
+                "SELECT * FROM documents WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY opened_at",
                 (now_s,),
             ).fetchall()
-            return [self._document(self.conn, row[0]) for row in rows]
+            return [Document.from_row(row) for row in rows]
+
+    def due_updates(self, now_s: float) -> list[Document]:
+        """Open notifications with an update (repeats, a higher priority) due for the ERP."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM documents WHERE status = 'open' AND kind = 'notification'"
+                " AND update_due_at <= ? ORDER BY update_due_at",
+                (now_s,),
+            ).fetchall()
+            return [Document.from_row(row) for row in rows]
+
+    def due_feedback(self, now_s: float, interval_s: float) -> list[Document]:
+        """Open notifications not read back from the ERP for ``interval_s``."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM documents WHERE status = 'open' AND kind = 'notification'"
+                " AND coalesce(checked_at, opened_at) <= ? ORDER BY coalesce(checked_at, opened_at)",
+                (now_s - interval_s,),
+            ).fetchall()
+            return [Document.from_row(row) for row in rows]
 
     def next_due_at(self) -> float | None:
-        """When the earliest pending document is due, or ``None``."""
+        """When the earliest pending document or update is due, or ``None``."""
         with self._lock:
-            return self.conn.execute(
+            row = self.conn.execute(
                 "SELECT min(next_attempt_at) FROM documents WHERE status = 'pending'"
-            ).fetchone()[0]
+                " UNION ALL SELECT min(update_due_at) FROM documents WHERE status = 'open'"
+            ).fetchall()
+            times = [value for (value,) in row if value is not None]
+            return min(times) if times else None
 
     def opening_record(self, document: Document) -> Record:
         """The record that opened ``document`` (from the inbox)."""
         with self._lock:
             return self._record(self.conn, document.message_id)
+
+    def production_context(self, document: Document) -> dict[str, object] | None:
+        """The MES context row of a hold document's production order and lot."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT * FROM production_context WHERE site = ? AND asset = ? AND production_order = ?"
+                " AND coalesce(lot, '') = coalesce(?, '') ORDER BY since DESC LIMIT 1",
+                (document.site, document.asset, document.production_order, document.lot),
+            ).fetchone()
+            return dict(row) if row else None
+
+    def excursion(self, document: Document) -> dict[str, object] | None:
+        """The excursion a hold document belongs to."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT e.* FROM excursions e JOIN documents d ON d.excursion_id = e.id WHERE d.correlation_id = ?",
+                (document.correlation_id,),
+            ).fetchone()
+            return dict(row) if row else None
 
     def document_created(
         self, document: Document, *, number: str, found_existing: bool, now_s: float
@@ -607,17 +825,26 @@ class GatewayStore:
         with self._write() as conn:
             conn.execute(
                 "UPDATE documents SET status = 'open', number = ?, attempts = attempts + 1, last_error = NULL,"
-                " updated_at = ? WHERE correlation_id = ?",
-                (number, now_s, document.correlation_id),
+                " erp_priority = priority, updated_at = ?,"
+                " update_due_at = CASE WHEN priority < ? THEN ? ELSE update_due_at END"
+                " WHERE correlation_id = ?",
+                (number, now_s, document.priority, now_s, document.correlation_id),
             )
-            record = self._record(conn, document.message_id)
-            self._ledger(
+            self.workflow.ledger(
                 conn,
                 now_s,
-                "erp_created" if not found_existing else "erp_found_existing",
-                record,
+                "erp_found_existing" if found_existing else "erp_created",
+                self._record(conn, document.message_id),
+                kind=document.kind,
+                failure_mode=document.failure_mode,
                 correlation_id=document.correlation_id,
                 erp_number=number,
+                mode=document.mode,
+                priority=document.priority,
+                actor=document.decided_by,
+                detail=None
+                if document.kind == "notification"
+                else f"order {document.production_order} lot {document.lot or '-'}",
             )
 
     def document_retry(self, document: Document, *, error: str, next_attempt_at: float, now_s: float) -> None:
@@ -641,61 +868,346 @@ class GatewayStore:
                 "SELECT payload FROM inbox WHERE message_id = ?", (document.message_id,)
             ).fetchone()[0]
             conn.execute(
-                "INSERT INTO dead_letters (received_at, source, topic, payload, reason) VALUES (?, 'erp', ?, ?, ?)",
-                (now_s, document.correlation_id, payload.encode(), error),
+                "INSERT INTO dead_letters (received_at, source, topic, payload, reason, correlation_id)"
+                " VALUES (?, 'erp', NULL, ?, ?, ?)",
+                (now_s, payload.encode(), error, document.correlation_id),
             )
-            record = self._record(conn, document.message_id)
-            self._ledger(
-                conn, now_s, "erp_refused", record, correlation_id=document.correlation_id, detail=error
+            self.workflow.ledger(
+                conn,
+                now_s,
+                "erp_refused",
+                self._record(conn, document.message_id),
+                kind=document.kind,
+                failure_mode=document.failure_mode,
+                correlation_id=document.correlation_id,
+                mode=document.mode,
+                detail=error,
             )
+
+    def update_sent(self, document: Document, *, note: str | None, priority: str, now_s: float) -> None:
+        """The ERP took an update: forget the note that went out (newer ones stay queued)."""
+        with self._write() as conn:
+            current = conn.execute(
+                "SELECT update_note FROM documents WHERE correlation_id = ?", (document.correlation_id,)
+            ).fetchone()[0]
+            rest = (
+                current[len(note) :].lstrip("\n") if current and note and current.startswith(note) else None
+            )
+            conn.execute(
+                "UPDATE documents SET erp_priority = ?, update_note = ?, last_update_at = ?, updated_at = ?,"
+                " update_due_at = CASE WHEN ? IS NULL THEN NULL ELSE ? END WHERE correlation_id = ?",
+                (
+                    priority,
+                    rest or None,
+                    now_s,
+                    now_s,
+                    rest,
+                    now_s + self.workflow.policy.update_interval_s,
+                    document.correlation_id,
+                ),
+            )
+            self.workflow.ledger(
+                conn,
+                now_s,
+                "erp_updated",
+                None,
+                site=document.site,
+                asset=document.asset,
+                failure_mode=document.failure_mode,
+                correlation_id=document.correlation_id,
+                erp_number=document.number,
+                priority=priority,
+                detail=note,
+            )
+
+    def update_retry(self, document: Document, *, error: str, next_attempt_at: float) -> None:
+        """An update failed and is worth retrying later."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE documents SET update_due_at = ?, last_error = ? WHERE correlation_id = ?",
+                (next_attempt_at, error, document.correlation_id),
+            )
+
+    def feedback_read(self, document: Document, *, status: str, outcome: str | None, now_s: float) -> bool:
+        """What the ERP says of an open notification; a completed one closes with its label. True if closed."""
+        with self._write() as conn:
+            if status != "completed":
+                conn.execute(
+                    "UPDATE documents SET checked_at = ? WHERE correlation_id = ?",
+                    (now_s, document.correlation_id),
+                )
+                return False
+            conn.execute(
+                "UPDATE documents SET status = 'closed', outcome = ?, closed_at = ?, checked_at = ?, updated_at = ?"
+                " WHERE correlation_id = ?",
+                (outcome, now_s, now_s, now_s, document.correlation_id),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    document.correlation_id,
+                    document.site,
+                    document.asset,
+                    document.failure_mode,
+                    outcome,
+                    document.number,
+                    now_s,
+                    document.message_id,
+                ),
+            )
+            self.workflow.ledger(
+                conn,
+                now_s,
+                "erp_closed",
+                self._record(conn, document.message_id),
+                correlation_id=document.correlation_id,
+                erp_number=document.number,
+                detail=f"label: {outcome or 'none given'}",
+            )
+            return True
+
+    def feedback(self) -> list[dict[str, object]]:
+        """The labels read back from closed documents, with the opening record's features and model."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT f.*, i.payload FROM feedback f JOIN inbox i ON i.message_id = f.message_id ORDER BY closed_at"
+            ).fetchall()
+        result = []
+        for row in rows:
+            item = {key: row[key] for key in row.keys() if key != "payload"}  # noqa: SIM118 - a Row iterates values
+            record = parse_record(row["payload"].encode())
+            item.update(
+                features=record.features,
+                model={
+                    "name": record.model.name,
+                    "version": record.model.version,
+                    "sha256": record.model.sha256,
+                },
+                measured_at=record.ts,
+            )
+            result.append(item)
+        return result
 
     @staticmethod
     def _record(conn: sqlite3.Connection, message_id: str) -> Record:
         payload = conn.execute("SELECT payload FROM inbox WHERE message_id = ?", (message_id,)).fetchone()[0]
         return parse_record(payload.encode())
 
-    # --- ledger --------------------------------------------------------------------------------------
+    # --- approvals, modes, maintenance windows ------------------------------------------------------
 
-    @staticmethod
-    def _ledger(
-        conn: sqlite3.Connection,
-        now_s: float,
-        decision: str,
-        record: Record,
-        *,
-        correlation_id: str | None = None,
-        erp_number: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        conn.execute(
-            "INSERT INTO ledger (at, decision, site, asset, failure_mode, state, message_id, correlation_id, erp_number,"
-            " score, confidence, model, evidence, features, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
+    def decide(self, cid: str, *, approve: bool, user: str, reason: str, now_s: float) -> Document:
+        """A planner's answer to a recommendation: approved (pending for the ERP) or rejected."""
+        with self._write() as conn:
+            document = self._document(conn, cid)
+            if document.status != "awaiting_approval":
+                raise Conflict(f"document {cid} is {document.status}, not awaiting approval")
+            conn.execute(
+                "UPDATE documents SET status = ?, decided_by = ?, decided_at = ?, decision_reason = ?,"
+                " next_attempt_at = ?, updated_at = ? WHERE correlation_id = ?",
+                ("pending" if approve else "rejected", user, now_s, reason, now_s, now_s, cid),
+            )
+            self.workflow.ledger(
+                conn,
                 now_s,
-                decision,
-                record.site,
-                record.asset,
-                record.failure_mode,
-                record.state,
-                record.id,
-                correlation_id,
-                erp_number,
-                record.score,
-                record.confidence,
-                json.dumps(asdict(record.model)),
-                json.dumps(record.evidence),
-                json.dumps(record.features),
-                detail,
-            ),
-        )
+                "approved" if approve else "rejected",
+                self._record(conn, document.message_id),
+                kind=document.kind,
+                failure_mode=document.failure_mode,
+                correlation_id=cid,
+                mode=document.mode,
+                priority=document.priority,
+                actor=user,
+                reason=reason,
+            )
+            return self._document(conn, cid)
 
-    def ledger(self) -> list[dict[str, object]]:
-        """The whole ledger, oldest first."""
-        with self._lock:
-            return [dict(row) for row in self.conn.execute("SELECT * FROM ledger ORDER BY id")]
+    def set_mode(
+        self, *, site: str, asset: str, failure_mode: str, mode: str, user: str, now_s: float
+    ) -> None:
+        """An administrator sets the approval mode for a site, an asset, a failure mode or both."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO approval_modes VALUES (?, ?, ?, ?, ?, ?)",
+                (site, asset, failure_mode, mode, user, now_s),
+            )
+            self.workflow.ledger(
+                conn,
+                now_s,
+                "mode_changed",
+                None,
+                site=site,
+                asset=asset,
+                failure_mode=failure_mode,
+                mode=mode,
+                actor=user,
+            )
 
-    def documents(self) -> list[Document]:
-        """All documents, oldest first."""
+    def modes(self) -> list[dict[str, object]]:
+        """The approval mode rules set by administrators."""
         with self._lock:
-            rows = self.conn.execute("SELECT correlation_id FROM documents ORDER BY opened_at").fetchall()
-            return [self._document(self.conn, row[0]) for row in rows]
+            return [
+                dict(row) for row in self.conn.execute("SELECT * FROM approval_modes ORDER BY site, asset")
+            ]
+
+    def add_maintenance_window(
+        self, *, site: str, asset: str, starts_at: float, ends_at: float, reason: str, user: str, now_s: float
+    ) -> int:
+        """Plan maintenance on ``asset`` (or ``*``): alerts measured in ``[starts_at, ends_at)`` open nothing."""
+        if ends_at <= starts_at:
+            raise ValueError("a maintenance window must end after it starts")
+        with self._write() as conn:
+            window = conn.execute(
+                "INSERT INTO maintenance_windows (site, asset, starts_at, ends_at, reason, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (site, asset, starts_at, ends_at, reason, user, now_s),
+            ).lastrowid
+            self.workflow.ledger(
+                conn,
+                now_s,
+                "maintenance_planned",
+                None,
+                site=site,
+                asset=asset,
+                actor=user,
+                reason=reason,
+                detail=f"window #{window}: {starts_at} – {ends_at}",
+            )
+            assert window is not None
+            return window
+
+    def maintenance_windows(self) -> list[dict[str, object]]:
+        """Every planned maintenance window."""
+        with self._lock:
+            return [
+                dict(row) for row in self.conn.execute("SELECT * FROM maintenance_windows ORDER BY starts_at")
+            ]
+
+    def refused(self, *, user: str, action: str, detail: str, now_s: float) -> None:
+        """Record an action refused for lack of a role (the ledger keeps who tried)."""
+        with self._write() as conn:
+            self.workflow.ledger(conn, now_s, "refused", None, actor=user, reason=action, detail=detail)
+
+    # --- dead letters ---------------------------------------------------------------------------------
+
+    def dead_letters(self, *, include_replayed: bool = False) -> list[dict[str, object]]:
+        """Dead letters with their reason (payloads as text where they are UTF-8)."""
+        query = "SELECT * FROM dead_letters" + ("" if include_replayed else " WHERE replayed_at IS NULL")
+        with self._lock:
+            rows = self.conn.execute(query + " ORDER BY id").fetchall()
+        result = []
+        for row in rows:
+            item = dict(row)
+            payload = item.get("payload")
+            if isinstance(payload, bytes):
+                item["payload"] = payload.decode("utf-8", errors="replace")
+            result.append(item)
+        return result
+
+    def replay(self, letter_id: int, *, user: str, now_s: float) -> dict[str, object]:
+        """Take a dead letter back: an ERP refusal's document is pending again; an MQTT payload is returned
+        (``topic``, ``payload``) for the caller to take again. The letter is marked replayed."""
+        with self._write() as conn:
+            row = conn.execute("SELECT * FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no dead letter #{letter_id}")
+            if row["replayed_at"] is not None:
+                raise Conflict(f"dead letter #{letter_id} was replayed by {row['replayed_by']} already")
+            conn.execute(
+                "UPDATE dead_letters SET replayed_at = ?, replayed_by = ? WHERE id = ?",
+                (now_s, user, letter_id),
+            )
+            cid = row["correlation_id"]
+            if row["source"] == "erp" and cid is not None:
+                document = self._document(conn, cid)
+                if document.status == "failed":
+                    conn.execute(
+                        "UPDATE documents SET status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+                        " WHERE correlation_id = ?",
+                        (now_s, now_s, cid),
+                    )
+            self.workflow.ledger(
+                conn,
+                now_s,
+                "replay",
+                None,
+                correlation_id=cid,
+                actor=user,
+                detail=f"dead letter #{letter_id} ({row['source']}): {row['reason']}",
+            )
+            return {
+                "source": row["source"],
+                "topic": row["topic"],
+                "payload": row["payload"],
+                "correlation_id": cid,
+            }
+
+    # --- users ---------------------------------------------------------------------------------------
+
+    def put_user(self, name: str, *, role: str, password_hash: str, now_s: float) -> None:
+        """Add a user or change its role and password."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash,"
+                " disabled = 0",
+                (name, role, password_hash, now_s),
+            )
+            self.workflow.ledger(conn, now_s, "user_changed", None, actor=name, detail=f"role {role}")
+
+    def user(self, name: str) -> tuple[str, str] | None:
+        """``(role, password_hash)`` of an enabled user, or None."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT role, password_hash FROM users WHERE name = ? AND NOT disabled", (name,)
+            ).fetchone()
+            return (row[0], row[1]) if row else None
+
+    def users(self) -> list[dict[str, object]]:
+        """Users and roles (no password hashes)."""
+        with self._lock:
+            return [
+                dict(row) for row in self.conn.execute("SELECT name, role, created_at, disabled FROM users")
+            ]
+
+    # --- ledger ---------------------------------------------------------------------------------------
+
+    def ledger(
+        self,
+        *,
+        asset: str | None = None,
+        decision: str | None = None,
+        actor: str | None = None,
+        since_s: float | None = None,
+        until_s: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, object]]:
+        """Ledger rows, oldest first, filtered by asset, decision, user and time ``[since_s, until_s)``."""
+        query, params = "SELECT * FROM ledger WHERE 1", []
+        for column, value in (("asset", asset), ("decision", decision), ("actor", actor)):
+            if value is not None:
+                query, params = f"{query} AND {column} = ?", [*params, value]
+        if since_s is not None:
+            query, params = query + " AND at >= ?", [*params, since_s]
+        if until_s is not None:
+            query, params = query + " AND at < ?", [*params, until_s]
+        query += " ORDER BY id"
+        if limit is not None:
+            query, params = query + " LIMIT ?", [*params, limit]
+        with self._lock:
+            return [dict(row) for row in self.conn.execute(query, params)]
+
+    def counts(self) -> dict[str, int]:
+        """Documents per status and kind (``"open"``, ``"hold:pending"`` …) and dead letters not replayed."""
+        with self._lock:
+            result = {
+                (status if kind == "notification" else f"hold:{status}"): count
+                for kind, status, count in self.conn.execute(
+                    "SELECT kind, status, count(*) FROM documents GROUP BY 1, 2"
+                )
+            }
+            result["dead_letters"] = self.conn.execute(
+                "SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL"
+            ).fetchone()[0]
+            return result

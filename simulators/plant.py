@@ -78,23 +78,30 @@ def gateway_toml(
     site: str,
     gateway_id: str,
     mqtt: dict[str, object],
-    sap_url: str,
+    erp: dict[str, object],
     state_dir: Path,
+    api_port: int,
+    approval: str = "closed_loop",
+    policy: dict[str, object] | None = None,
     status_interval_s: float = 5.0,
+    shared_group: str = "",
 ) -> str:
-    """The demo gateway's configuration."""
+    """The demo gateway's configuration: ``erp`` is its ``[erp]`` table, ``policy`` its ``[policy]``."""
     return f"""site = "{site}"
 gateway_id = "{gateway_id}"
 state_dir = "{state_dir}"
 status_interval_s = {status_interval_s}
+shared_group = "{shared_group}"
 
 {_toml_table("mqtt", mqtt)}
-[erp]
-kind = "sap"
-base_url = "{sap_url}"
-user = "PLANTWATCH"
-retry_initial_s = 0.2
-retry_max_s = 2.0
+{_toml_table("erp", {"retry_initial_s": 0.2, "retry_max_s": 2.0, "feedback_interval_s": 2.0, **erp})}
+{_toml_table("policy", {"debounce_alerts": 1, **(policy or {})})}
+[approval]
+mode = "{approval}"
+
+[api]
+listen = "127.0.0.1"
+port = {api_port}
 """
 
 

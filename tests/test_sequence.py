@@ -200,7 +200,7 @@ def status(*, last_seq: int | None, buffered: int | None, thinned: int | None = 
 
 def take(store: GatewayStore, *items: Record | AgentStatus, now_s: float = 1000.0) -> list:
     return store.take(
-        [RecordIn(item) if isinstance(item, Record) else item for item in items], now_s=now_s, erp="sap"
+        [RecordIn(item) if isinstance(item, Record) else item for item in items], now_s=now_s
     )
 
 
@@ -233,7 +233,7 @@ def test_an_alert_seen_twice_is_dropped_by_its_id(store: GatewayStore) -> None:
     assert [t.duplicate for t in taken] == [False, False, True]
     assert store.conn.execute("SELECT count(*) FROM inbox").fetchone()[0] == 1
     assert received_ids(store) == {taken[1].record.id}
-    assert [entry["decision"] for entry in store.ledger()] == ["observe"]
+    assert [entry["decision"] for entry in store.ledger()] == ["debounce"]  # one alarm so far: not yet work
     assert store.account(SITE, AGENT) == AgentSequence(2, [], max(taken[0].record.id, taken[1].record.id))
 
 
@@ -386,7 +386,7 @@ def test_a_batch_that_fails_changes_nothing_in_the_file_or_in_memory(store: Gate
     take(store, record(1))
     before = store.account(SITE, AGENT)
     with pytest.raises(AttributeError):
-        store.take([RecordIn(record(2)), RecordIn(record(5)), object()], now_s=1001.0, erp="sap")  # type: ignore[list-item]
+        store.take([RecordIn(record(2)), RecordIn(record(5)), object()], now_s=1001.0)  # type: ignore[list-item]
     assert store.account(SITE, AGENT) == before
     assert store.open_holes(SITE) == {}
     assert len(received_ids(store)) == 1
