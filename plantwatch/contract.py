@@ -3,6 +3,24 @@
 Topics are built and parsed here only; payloads are UTF-8 JSON objects with ``schema``, ``id`` (UUIDv7),
 ``seq``, ``ts``, ``site``, ``agent`` and ``asset``. :func:`parse_record` is the consumer's validation
 ladder: the first problem found raises :class:`PayloadError` naming the field.
+
+**Production context** (``plantwatch/v1/{site}/mes/{asset}/context``, retained, QoS 1, written by the
+MES; :func:`parse_context`): which production order and lot run on an asset, from when. The MES is not an
+agent, and a retained context is a state, not a stream: the newest one replaces the last, so the payload
+carries no ``agent`` and no ``seq``; a consumer that sees two orders them by ``ts``. Schema
+``plantwatch.context/1``::
+
+    {"schema": "plantwatch.context/1", "id": "<UUIDv7>", "site": "plant1", "asset": "press-3",
+     "ts": "2026-03-02T06:00:00.250Z",        # when the MES published this
+     "production_order": "1000123",           # null: the asset is idle
+     "lot": "L-2026-0042", "material": "BRK-DISC-220",  # string or null (absent = null)
+     "since": "2026-03-02T06:00:00.000Z",     # when this order started on the asset (or it went idle)
+     "plant": "1010", "storage_location": "0001",       # where the lot's stock lies, or null
+     "quantity": 1200, "unit": "PC"}          # how much the lot holds: both or neither, quantity > 0
+
+``production_order`` must be present (null when idle) and ``since`` must not be after ``ts``; identifiers
+are non-empty one-line strings without surrounding spaces (they are matched against ERP keys). An idle
+asset's context leaves ``lot``, ``material``, ``storage_location``, ``quantity`` and ``unit`` null.
 """
 
 from __future__ import annotations
@@ -14,6 +32,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, Literal
 
 TOPIC_ROOT = "plantwatch/v1"
@@ -196,6 +215,10 @@ class Record:
     evidence: list[str] = field(default_factory=list)
     classifier: ModelRef | None = None
     """The fault classifier that named ``failure_mode`` (optional; added in 1.1, ignored by 1.0 readers)."""
+    episode: str | None = None
+    """On alerts while the asset is not normal: when (RFC 3339, measurement time) the asset left normal.
+    Every alert of one abnormal episode carries the same value, so gateways that each see only some of the
+    alerts (a shared subscription) agree on the episode (optional; added in 1.2, ignored by older readers)."""
 
     @property
     def is_alert(self) -> bool:
@@ -211,6 +234,8 @@ class Record:
         body["window"] = _shallow(self.window)
         if not self.is_alert:
             del body["evidence"]
+        if self.episode is None:
+            del body["episode"]
         if self.classifier is None:
             del body["classifier"]
         else:
@@ -325,6 +350,9 @@ def parse_record(payload: bytes) -> Record:
     if not math.isfinite(window_ref.fs_hz):
         raise PayloadError(f"window.fs_hz: expected a finite number, got {window['fs_hz']!r}")
     classifier_ref = _model_ref(body, "classifier") if body.get("classifier") is not None else None
+    episode = body.get("episode")
+    if episode is not None and not (isinstance(episode, str) and _RFC3339.fullmatch(episode)):
+        raise PayloadError(f"episode: {episode!r} is not an RFC 3339 timestamp")
     evidence: list[str] = []
     if schema.startswith("plantwatch.alert/"):
         evidence = _require(body, "evidence", list)
@@ -349,4 +377,164 @@ def parse_record(payload: bytes) -> Record:
         window=window_ref,
         evidence=list(evidence),
         classifier=classifier_ref,
+        episode=episode,
+    )
+
+
+# --- production context (from the MES) ------------------------------------------------------------
+
+CONTEXT_SCHEMA = "plantwatch.context/1"
+_CONTEXT_SCHEMA_NAME, _, _CONTEXT_MAJOR = CONTEXT_SCHEMA.partition("/")
+_CONTEXT_TEXT_FIELDS = ("production_order", "lot", "material", "plant", "storage_location", "unit")
+_IDLE_EMPTY_FIELDS = ("lot", "material", "storage_location", "quantity", "unit")
+"""What an idle asset's context must leave null: nothing is being made, so there is no lot to hold."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def context_topic(site: str, asset: str) -> str:
+    """``plantwatch/v1/{site}/mes/{asset}/context`` (retained, written by the MES)."""
+    return f"{TOPIC_ROOT}/{site}/mes/{asset}/context"
+
+
+def context_subscription(site: str) -> str:
+    """The filter that matches the production context of every asset at ``site``."""
+    return f"{TOPIC_ROOT}/{site}/mes/+/context"
+
+
+def parse_context_topic(topic: str) -> tuple[str, str]:
+    """``(site, asset)`` of a production context topic; :class:`PayloadError` otherwise.
+
+    >>> parse_context_topic("plantwatch/v1/plant1/mes/pump-7/context")
+    ('plant1', 'pump-7')
+    """
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:2]) != TOPIC_ROOT or parts[3] != "mes" or parts[5] != "context":
+        raise PayloadError(f"topic {topic!r}: not a plantwatch production context topic")
+    site, asset = parts[2], parts[4]
+    for name, value in (("site", site), ("asset", asset)):
+        if not _NAME.fullmatch(value):
+            raise PayloadError(f"topic {topic!r}: {name} {value!r} must match [a-z0-9_-]+")
+    return site, asset
+
+
+@dataclass(frozen=True)
+class ProductionContext:
+    """What runs on an asset, as the MES says: a production order and its lot, or nothing (idle).
+
+    ``production_order`` None means the asset is idle; then ``lot``, ``material``, ``storage_location``,
+    ``quantity`` and ``unit`` are None too. ``since`` (RFC 3339) is when this order started on the asset
+    (or when it went idle); ``ts`` when the MES published this message. ``quantity`` is in ``unit`` (both
+    or neither).
+    """
+
+    schema: str
+    id: str
+    site: str
+    asset: str
+    ts: str
+    production_order: str | None
+    lot: str | None
+    material: str | None
+    since: str
+    plant: str | None = None
+    storage_location: str | None = None
+    quantity: float | None = None
+    unit: str | None = None
+
+    @property
+    def idle(self) -> bool:
+        """True when no production order runs on the asset."""
+        return self.production_order is None
+
+    def to_json(self) -> str:
+        """The payload as compact UTF-8 JSON; every field is written, absent values as ``null``."""
+        body = {item.name: getattr(self, item.name) for item in fields(self)}
+        return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
+def _rfc3339_moment(body: dict[str, Any], name: str) -> datetime:
+    text = _require(body, name, str)
+    if not _RFC3339.fullmatch(text):
+        raise PayloadError(f"{name}: {text!r} is not an RFC 3339 timestamp")
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise PayloadError(f"{name}: {text!r} is not a valid time ({error})") from None
+
+
+def _context_text(body: dict[str, Any], name: str) -> str | None:
+    """An optional identifier: absent or null gives None; else non-empty text, trimmed, one line."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{name}: expected a string or null, got {value!r}")
+    # identifiers are matched against the ERP's keys: a padded or empty one would match nothing there
+    if not value or value != value.strip() or _CONTROL.search(value):
+        raise PayloadError(
+            f"{name}: {value!r} must be non-empty, without surrounding spaces or control characters"
+        )
+    return value
+
+
+def parse_context(payload: bytes) -> ProductionContext:
+    """Validate and parse a production context payload; raise :class:`PayloadError` on the first problem.
+
+    The ladder: UTF-8 JSON object; ``schema`` (name and major); ``id`` (UUIDv7); ``ts``; ``site`` and
+    ``asset``; ``production_order`` (present, a string or null); ``since`` (not after ``ts``); the optional
+    identifiers; ``quantity`` (a positive finite number or null) with ``unit``; an idle asset's empty fields.
+    Keys this version does not know are ignored (a later minor version may add some).
+    """
+    body = decode_json_object(payload)
+    schema = _require(body, "schema", str)
+    name, _, major = schema.partition("/")
+    if name != _CONTEXT_SCHEMA_NAME:
+        known = name in KNOWN_MAJORS
+        raise PayloadError(
+            f"schema: {schema!r} is not a production context"
+            if known
+            else f"schema: unknown schema {schema!r}"
+        )
+    if major != _CONTEXT_MAJOR:
+        raise PayloadError(f"schema: major version of {schema!r} not supported")
+    if not _UUID.fullmatch(_require(body, "id", str)):
+        raise PayloadError(f"id: {body['id']!r} is not a UUIDv7")
+    published = _rfc3339_moment(body, "ts")
+    for key in ("site", "asset"):
+        if not _NAME.fullmatch(_require(body, key, str)):
+            raise PayloadError(f"{key}: {body[key]!r} must match [a-z0-9_-]+")
+    if "production_order" not in body:
+        raise PayloadError("production_order: missing (null when the asset is idle)")
+    production_order = _context_text(body, "production_order")
+    started = _rfc3339_moment(body, "since")
+    if started > published:
+        raise PayloadError(f"since: {body['since']!r} is after ts {body['ts']!r}")
+    texts = {key: _context_text(body, key) for key in _CONTEXT_TEXT_FIELDS}
+    quantity = body.get("quantity")
+    if quantity is not None:
+        quantity = _finite(quantity, "quantity")
+        if quantity <= 0:
+            raise PayloadError(f"quantity: must be positive, got {body['quantity']!r}")
+    if (quantity is None) != (texts["unit"] is None):
+        missing = "unit" if texts["unit"] is None else "quantity"
+        raise PayloadError(f"{missing}: required when {'quantity' if missing == 'unit' else 'unit'} is given")
+    if production_order is None:
+        values = {**texts, "quantity": quantity}
+        for key in _IDLE_EMPTY_FIELDS:
+            if values[key] is not None:
+                raise PayloadError(f"{key}: must be null while production_order is null (asset idle)")
+    return ProductionContext(
+        schema=schema,
+        id=body["id"],
+        site=body["site"],
+        asset=body["asset"],
+        ts=body["ts"],
+        production_order=production_order,
+        lot=texts["lot"],
+        material=texts["material"],
+        since=body["since"],
+        plant=texts["plant"],
+        storage_location=texts["storage_location"],
+        quantity=quantity,
+        unit=texts["unit"],
     )
