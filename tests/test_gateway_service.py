@@ -26,7 +26,7 @@ from plantwatch.contract import (
     parse_agent_status_topic,
     record_topic,
 )
-from plantwatch.gateway.config import GatewaySettings
+from plantwatch.gateway.config import ApiSettings, GatewaySettings, PolicySettings
 from plantwatch.gateway.erp import ErpDocument, NotificationRequest
 from plantwatch.gateway.service import GatewayService, parse_agent_status
 from plantwatch.gateway.store import AgentStatus
@@ -193,6 +193,8 @@ async def test_gateway_drops_copies_waits_for_the_backlog_and_reports_thinned_se
         mqtt=MqttSettings(host="127.0.0.1", port=broker.port),
         state_dir=str(tmp_path / "gateway"),
         status_interval_s=0.1,
+        policy=PolicySettings(debounce_alerts=1),  # the first alarm opens the document
+        api=ApiSettings(port=0),
     )
     erp = FakeErp()
     service = GatewayService(settings, adapter=erp)
