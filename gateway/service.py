@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -70,6 +71,10 @@ from plantwatch.mqtt import Message, MqttClient, RetainedStatus, Will
 from plantwatch.runtime import keep_status_fresh, supervise
 
 log = logging.getLogger("plantwatch.gateway")
+
+CRASH_AFTER_ERP_CREATE = os.environ.get("PLANTWATCH_FAULT_INJECTION") == "crash-after-erp-create"
+"""Tests set ``PLANTWATCH_FAULT_INJECTION=crash-after-erp-create`` to kill the gateway right after the ERP
+created a document and before the ledger records it: the restart must find, not duplicate, it."""
 
 BATCH_MAX_MESSAGES = 500
 """Messages stored in one transaction at most. A commit (an fsync with ``synchronous=FULL``) per message
@@ -485,9 +490,16 @@ class GatewayService:
         except ErpError as error:
             self._failed(action, document, error)
             return
+        except Exception as error:  # noqa: BLE001 - a bug in an adapter must not stop the gateway
+            log.exception("erp_call_crashed action=%s correlation_id=%s", action, document.correlation_id)
+            self._failed(action, document, ErpError(self.adapter.name, repr(error), retryable=True))
+            return
         self.breaker.success(self.clock.now())
         self.erp_reachable = True
         if action == "create":
+            if CRASH_AFTER_ERP_CREATE:
+                # fault injection for the tests: die between the ERP's answer and the ledger's write
+                os._exit(9)
             self.store.document_created(
                 document, number=result.number, found_existing=not result.created, now_s=now
             )
