@@ -43,7 +43,9 @@ def store(tmp_path: Path) -> Iterator[GatewayStore]:
 @pytest.fixture
 def server(store: GatewayStore) -> Iterator[ApiServer]:
     changes: list[int] = []
-    result = ApiServer(store, site="plant1", clock=ManualClock(start=5000.0), changed=lambda: changes.append(1))
+    result = ApiServer(
+        store, site="plant1", clock=ManualClock(start=5000.0), changed=lambda: changes.append(1)
+    )
     result.start()
     yield result
     result.stop()

@@ -199,9 +199,7 @@ def status(*, last_seq: int | None, buffered: int | None, thinned: int | None = 
 
 
 def take(store: GatewayStore, *items: Record | AgentStatus, now_s: float = 1000.0) -> list:
-    return store.take(
-        [RecordIn(item) if isinstance(item, Record) else item for item in items], now_s=now_s
-    )
+    return store.take([RecordIn(item) if isinstance(item, Record) else item for item in items], now_s=now_s)
 
 
 @pytest.fixture
