@@ -151,6 +151,8 @@ class Plant:
     secure: bool = False
     outbox: dict[str, object] = field(default_factory=dict)
     status_interval_s: float = 5.0
+    approval: str = "closed_loop"
+    api_port: int = field(default_factory=free_port)
     broker: Broker | None = None
     sap: object | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -248,8 +250,10 @@ class Plant:
                 site=self.site,
                 gateway_id=self.gateway_id,
                 mqtt=self.mqtt_table(self.gateway_id),
-                sap_url=sap.url,
+                erp={"kind": "sap", "base_url": sap.url, "user": "PLANTWATCH"},
                 state_dir=self.workdir / "gateway",
+                api_port=self.api_port,
+                approval=self.approval,
                 status_interval_s=self.status_interval_s,
             )
         )
