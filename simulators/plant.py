@@ -152,9 +152,13 @@ class Plant:
     outbox: dict[str, object] = field(default_factory=dict)
     status_interval_s: float = 5.0
     approval: str = "closed_loop"
+    erp: str = "sap"
+    """``"sap"`` (the SAP simulator) or ``"tryton"`` (a real Tryton server, see simulators/tryton.py)."""
     api_port: int = field(default_factory=free_port)
     broker: Broker | None = None
     sap: object | None = None
+    tryton: object | None = None
+    erp_password: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     fleet: tuple[FleetAsset, ...] = ()
     """What the machine simulator streams (set by :meth:`start`)."""
@@ -215,9 +219,25 @@ class Plant:
         else:
             self.broker = Broker(self.workdir / "broker")
         self.broker.start()
-        sap = SapSimulator(password=self.sap_password)
-        sap.start()
-        self.sap = sap
+        if self.erp == "tryton":
+            from plantwatch.simulators.tryton import TrytonServer
+
+            tryton = TrytonServer(self.workdir / "tryton")
+            tryton.start()
+            self.tryton = tryton
+            erp: dict[str, object] = {
+                "kind": "tryton",
+                "base_url": tryton.url,
+                "database": tryton.database,
+                "user": tryton.plantwatch_user,
+            }
+            self.erp_password = tryton.plantwatch_password
+        else:
+            sap = SapSimulator(password=self.sap_password)
+            sap.start()
+            self.sap = sap
+            erp = {"kind": "sap", "base_url": sap.url, "user": "PLANTWATCH"}
+            self.erp_password = self.sap_password
         link = self.workdir / "sensor.tty"
         self.processes["machine"] = spawn(
             [
@@ -250,7 +270,7 @@ class Plant:
                 site=self.site,
                 gateway_id=self.gateway_id,
                 mqtt=self.mqtt_table(self.gateway_id),
-                erp={"kind": "sap", "base_url": sap.url, "user": "PLANTWATCH"},
+                erp=erp,
                 state_dir=self.workdir / "gateway",
                 api_port=self.api_port,
                 approval=self.approval,
@@ -313,7 +333,7 @@ class Plant:
 
     def start_gateway(self) -> None:
         """Start (or restart) the gateway."""
-        env = {"PLANTWATCH_ERP_PASSWORD": self.sap_password}
+        env = {"PLANTWATCH_ERP_PASSWORD": self.erp_password}
         if self.secure:
             env["PLANTWATCH_MQTT_PASSWORD"] = self.mqtt_passwords[self.gateway_id]
         self.processes["gateway"] = spawn(
@@ -394,6 +414,8 @@ class Plant:
         codes = {name: stop(self.processes.get(name)) for name in ("agent", "gateway", "machine")}
         if self.sap is not None:
             self.sap.stop()  # type: ignore[attr-defined]
+        if self.tryton is not None:
+            self.tryton.stop()  # type: ignore[attr-defined]
         if self.broker is not None:
             self.broker.stop()
         return codes
