@@ -1,17 +1,21 @@
-"""``make demo``: the plant in a box, end to end, to an ERP maintenance notification.
+"""``make demo``: the plant in a box, end to end, to an ERP work order and quality holds.
 
-simulator (pty) → agent → private Mosquitto → gateway → SAP simulator. The broker runs plantwatch's
+simulator (pty) → agent → private Mosquitto → gateway → a real Tryton 8.2 server (``--erp tryton``, the
+default) or the SAP S/4HANA simulator (``--erp sap``). An MES simulator announces a new production order
+on pump-7 every few simulated hours; the gateway holds every lot made while pump-7 was abnormal. The
+broker runs plantwatch's
 locked-down configuration (TLS with throwaway certificates, a password per client, the ACL that lets the
 agent write only under its own id). The simulator streams a fleet of three assets with different machines
 and bearings: pump-7 with a growing outer-race defect, fan-2 and compressor-4 healthy. When the first
 alert comes, the demo stops the broker for a few seconds (hours of simulated data): the agent keeps
 analysing into its outbox, and after the restart the alerts go first and the backlog drains. Prints
-progress as the defect grows and ends with the notification SAP assigned, the asset, the failure mode and
-the evidence, which assets stayed healthy, and what the store-and-forward path delivered.
+progress as the defect grows and ends with the work order the ERP assigned, the asset, the failure mode and
+the evidence, the lots held (in Tryton, finishing a held production order is refused), which assets stayed
+healthy, and what the store-and-forward path delivered.
 
-Exit status 0 when exactly one notification was created, for the faulty asset, no healthy asset raised an
-alert and the gateway received every record the agent stored exactly once; 1 otherwise (with the logs'
-tails).
+Exit status 0 when exactly one work order was created, for the faulty asset, every lot made during the
+excursion and no other was held, no healthy asset raised an alert and the gateway received every record
+the agent stored exactly once; 1 otherwise (with the logs' tails).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from plantwatch.clock import rfc3339
 from plantwatch.contract import PayloadError, alert_subscription, parse_record
 from plantwatch.mqtt import BrokerSettings, MqttClient, TLSParameters
 from plantwatch.simulators.fleet import FleetAsset
-from plantwatch.simulators.plant import Plant, PlantError
+from plantwatch.simulators.mes import MesSimulator, PlanStep
+from plantwatch.simulators.plant import LOT_QUANTITY, MATERIAL, SAP_PLANT, Plant, PlantError
 
 SETTLE_QUIET_S = 3.0
 """After the machine has sent everything, the demo takes alerts until none came for this long, then judges
@@ -40,20 +46,96 @@ def say(started: float, text: str) -> None:
     print(f"[{time.monotonic() - started:5.1f} s] {text}", flush=True)
 
 
-def show_notification(note: dict[str, object]) -> None:
-    """Print a notification as a planner would see its header and long text."""
+class SimulatedClock:
+    """The simulated stream's time: ``start_epoch_s`` plus wall seconds since ``begun`` times ``speed``."""
+
+    def __init__(self, start_epoch_s: float, speed: float) -> None:
+        self.start_epoch_s, self.speed, self.begun = start_epoch_s, speed, time.monotonic()
+
+    def now(self) -> float:
+        return self.start_epoch_s + (time.monotonic() - self.begun) * self.speed
+
+
+def work_orders(plant: Plant) -> list[dict[str, object]]:
+    """The work orders in the ERP, as a planner sees their header and text."""
+    if plant.tryton is not None:
+        return [
+            {
+                "number": task["number"],
+                "equipment": task["plantwatch_asset"],
+                "priority": task["plantwatch_priority"],
+                "title": task["name"],
+                "reference": task["plantwatch_correlation_id"],
+                "text": task["comment"] or "",
+            }
+            for task in plant.tryton.tasks()  # type: ignore[attr-defined]
+        ]
+    return [
+        {
+            "number": note["MaintenanceNotification"],
+            "equipment": str(note.get("TechnicalObject", "")).lower(),
+            "priority": note.get("MaintPriority"),
+            "title": note.get("NotificationText"),
+            "reference": note.get("MaintNotifExtReferenceNumber"),
+            "text": note.get("MaintNotifLongTextForEdit", ""),
+        }
+        for note in plant.notifications()
+    ]
+
+
+def show_work_order(order: dict[str, object], erp: str) -> None:
+    """Print a work order as a planner would see its header and long text."""
     print()
-    print("Maintenance notification created in SAP S/4HANA (simulator):")
-    print(
-        f"  notification  {note['MaintenanceNotification']}  (type {note.get('NotificationType')}, "
-        f"priority {note.get('MaintPriority')})"
-    )
-    print(f"  equipment     {note.get('TechnicalObject')}")
-    print(f"  text          {note.get('NotificationText')}")
-    print(f"  external ref  {note.get('MaintNotifExtReferenceNumber')}")
-    print("  long text:")
-    for line in str(note.get("MaintNotifLongTextForEdit", "")).splitlines():
+    print(f"Maintenance work order created in {erp}:")
+    print(f"  number        {order['number']}  (priority {order['priority']})")
+    print(f"  equipment     {order['equipment']}")
+    print(f"  title         {order['title']}")
+    print(f"  external ref  {order['reference']}")
+    print("  text:")
+    for line in str(order["text"]).splitlines():
         print(f"    {line}")
+
+
+def held_orders(plant: Plant) -> list[str]:
+    """The production orders the ERP holds."""
+    if plant.tryton is not None:
+        by_id = {f"production,{pid}": order for order, pid in plant.production_ids.items()}
+        return sorted(
+            by_id.get(str(i["origin"]), str(i["origin"]))
+            for i in plant.tryton.inspections()  # type: ignore[attr-defined]
+            if i["state"] == "failed"
+        )
+    assert plant.sap is not None
+    blocked = {
+        str(item.get("Batch"))
+        for document in plant.sap.material_documents()  # type: ignore[attr-defined]
+        for item in document["to_MaterialDocumentItem"]
+    }
+    return sorted(lot.removeprefix("LOT-") for lot in blocked)
+
+
+def expected_holds(plant: Plant, plan: list[PlanStep]) -> list[str]:
+    """The orders whose run on pump-7 overlaps an excursion, from the gateway's own excursion records."""
+    excursions = plant.gateway_rows(
+        "SELECT started_at, ended_at, severity FROM excursions WHERE asset = ?", (plant.asset,)
+    )
+    runs = [
+        (step.production_order, step.at_s, nxt.at_s if nxt else None)
+        for step, nxt in zip(plan, [*plan[1:], None], strict=True)
+    ]
+    held = set()
+    for excursion in excursions:
+        if excursion["severity"] != "alarm":
+            continue
+        end = excursion["ended_at"] if excursion["ended_at"] is not None else float("inf")
+        for order, since, until in runs:
+            if (
+                order
+                and since < end
+                and (until if until is not None else float("inf")) > excursion["started_at"]
+            ):
+                held.add(order)
+    return sorted(held)
 
 
 def describe(asset: FleetAsset) -> str:
@@ -105,23 +187,68 @@ def delivered_exactly_once(plant: Plant, started: float) -> bool:
 async def run(args: argparse.Namespace) -> int:
     """Run the demo; the exit status."""
     started = time.monotonic()
+    start_epoch_s = float(int(time.time()))
+    lot_s = args.lot_hours * 3600
+    # pump-7's production orders, one every lot_hours of simulated time (ids by the hour they start)
+    plan = [
+        PlanStep(
+            start_epoch_s + i * lot_s,
+            "pump-7",
+            f"PO-{i + 1:03d}",
+            f"LOT-PO-{i + 1:03d}",
+            MATERIAL,
+            LOT_QUANTITY,
+            "PC",
+        )
+        for i in range(int(args.days * 86400 // lot_s) + 1)
+    ]
     plant = Plant(
         Path(args.workdir or tempfile.mkdtemp(prefix="plantwatch-demo-")),
         secure=True,
         outbox={"disk_budget_mb": args.disk_budget_mb},
+        erp=args.erp,
+        orders=tuple(str(step.production_order) for step in plan),
+        start_epoch_s=start_epoch_s,
     )
+    erp_name = "Tryton 8.2 (a real server)" if args.erp == "tryton" else "SAP S/4HANA (simulator)"
     # the demo's own observer reconnects after the outage like any client; its warnings are not news here
     logging.getLogger("plantwatch.mqtt").setLevel(logging.ERROR)
+    # the MES keeps a change pending while the broker is out and says so at every try: expected here
+    logging.getLogger("plantwatch.simulators.mes").setLevel(logging.ERROR)
     say(started, f"working directory {plant.workdir}")
     observer = None
+    mes_task: asyncio.Task[None] | None = None
+    mes: MesSimulator | None = None
     failed = True
     try:
         plant.start(days=args.days, onset_days=args.onset_days, speed=args.speed)
         assert plant.broker is not None
+        erp_url = plant.tryton.url if plant.tryton is not None else plant.sap.url  # type: ignore[attr-defined]
         say(
             started,
             f"Mosquitto on 127.0.0.1:{plant.broker.port} (TLS, passwords, ACL from systemd/); "
-            f"SAP S/4HANA simulator at {plant.sap.url}",  # type: ignore[attr-defined]
+            f"{erp_name} at {erp_url}; the gateway's API at http://127.0.0.1:{plant.api_port}/api/v1",
+        )
+        mes = MesSimulator(
+            BrokerSettings(
+                host="127.0.0.1",
+                port=plant.broker.port,
+                client_id="plantwatch-demo-mes",
+                username="mes",
+                password=plant.mqtt_passwords["mes"],
+                tls=TLSParameters(str(plant.broker.ca_file)),
+            ),
+            site=plant.site,
+            plan=plan,
+            plant=SAP_PLANT,
+            storage_location="0001",
+        )
+        await mes.connect()
+        mes_task = asyncio.create_task(mes.run_plan(SimulatedClock(start_epoch_s, args.speed)))
+        say(
+            started,
+            f"MES simulator: a new production order on pump-7 every {args.lot_hours:g} simulated hours "
+            f"({plan[0].production_order} … {plan[-1].production_order}, each in the ERP)",
         )
         say(started, f"machine simulator: {len(plant.fleet)} assets, replayed at {args.speed:g}× real time")
         for asset in plant.fleet:
@@ -170,7 +297,7 @@ async def run(args: argparse.Namespace) -> int:
             return True
 
         outage_done = args.outage_s <= 0
-        while time.monotonic() < deadline and not (plant.notifications() and plant.machine_done()):
+        while time.monotonic() < deadline and not (work_orders(plant) and plant.machine_done()):
             plant.check_running()
             await take_alert()
             if not outage_done and any(alerts.values()):
@@ -182,18 +309,20 @@ async def run(args: argparse.Namespace) -> int:
             plant.check_running()
             if await take_alert():
                 quiet_since = time.monotonic()
-        notes = plant.notifications()
+        orders = work_orders(plant)
         if shown_repeats > 1:
             say(
                 started,
                 f"({shown_repeats - 1} more repeated alarm alerts, one per simulated hour, not shown)",
             )
-        if len(notes) != 1:
-            say(started, f"expected one maintenance notification, SAP has {len(notes)}")
+        if len(orders) != 1:
+            say(started, f"expected one maintenance work order, {erp_name} has {len(orders)}")
             return 1
-        show_notification(notes[0])
-        if notes[0].get("TechnicalObject") != plant.asset.upper():
-            say(started, f"the notification is for {notes[0].get('TechnicalObject')}, not for {plant.asset}")
+        show_work_order(orders[0], erp_name)
+        if orders[0]["equipment"] != plant.asset:
+            say(started, f"the work order is for {orders[0]['equipment']}, not for {plant.asset}")
+            return 1
+        if not await holds_as_expected(plant, plan, started):
             return 1
         print()
         false_alarms = 0
@@ -221,6 +350,10 @@ async def run(args: argparse.Namespace) -> int:
         say(started, f"demo failed: {error}")
         return 1
     finally:
+        if mes_task is not None:
+            mes_task.cancel()
+        if mes is not None:
+            await mes.close()
         if observer is not None:
             await observer.stop()
         plant.stop()
@@ -229,11 +362,44 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"--- {name}.log (tail) ---\n{plant.log_tail(name)}")
 
 
+async def holds_as_expected(plant: Plant, plan: list[PlanStep], started: float) -> bool:
+    """Wait for the holds, print them, and check they are exactly the lots made during the excursion."""
+    expected = expected_holds(plant, plan)
+    deadline = time.monotonic() + 30
+    while held_orders(plant) != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    held = held_orders(plant)
+    for excursion in plant.gateway_rows("SELECT * FROM excursions WHERE asset = ?", (plant.asset,)):
+        end = "the end of the stream" if excursion["ended_at"] is None else rfc3339(excursion["ended_at"])
+        print(
+            f"\nExcursion on {plant.asset}: {excursion['severity']} from {rfc3339(excursion['started_at'])} to {end}"
+        )
+    print(f"Quality holds: {len(held)} of {len(plan)} production orders held: {', '.join(held) or 'none'}")
+    if plant.tryton is not None and held:
+        first_held = plant.production_ids[held[0]]
+        refusal = plant.tryton.try_production_do(first_held)  # type: ignore[attr-defined]
+        print(f"  finishing {held[0]} in Tryton: {refusal or 'done (NOT held!)'}")
+        free = [order for order in plant.production_ids if order not in held]
+        if free:
+            outcome = plant.tryton.try_production_do(plant.production_ids[free[0]])  # type: ignore[attr-defined]
+            print(f"  finishing {free[0]} (made before the excursion): {outcome or 'done'}")
+        if refusal is None:
+            return False
+    if held != expected:
+        say(
+            started,
+            f"expected holds on {', '.join(expected) or 'nothing'}, the ERP holds {', '.join(held) or 'nothing'}",
+        )
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m plantwatch.simulators.demo``."""
     parser = argparse.ArgumentParser(
         prog="plantwatch-demo",
-        description="Run the plant in a box: simulator → agent → Mosquitto → gateway → SAP simulator.",
+        description="Run the plant in a box: simulator → agent → Mosquitto → gateway → Tryton or the SAP "
+        "simulator, with an MES simulator announcing production orders.",
         epilog="example: python -m plantwatch.simulators.demo --days 3 --speed 8000",
     )
     parser.add_argument("--days", type=float, default=3.0, help="simulated days (default 3)")
@@ -254,6 +420,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--disk-budget-mb", type=float, default=64.0, help="the agent's outbox disk budget (default 64)"
+    )
+    parser.add_argument(
+        "--erp",
+        choices=["tryton", "sap"],
+        default="tryton",
+        help="the ERP: a real Tryton 8.2 server (default; its database is built once and cached) or the SAP "
+        "S/4HANA simulator",
+    )
+    parser.add_argument(
+        "--lot-hours", type=float, default=8.0, help="simulated hours per production order (default 8)"
     )
     parser.add_argument("--workdir", help="keep logs and state here (default: a new temporary directory)")
     parser.add_argument("--verbose", action="store_true", help="print the tails of the logs at the end")

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,11 @@ from plantwatch.simulators.broker import free_port as free_port
 from plantwatch.simulators.broker import wait_for_port as wait_for_port
 from plantwatch.simulators.fleet import FleetAsset, agent_asset_tables, default_fleet
 from plantwatch.simulators.machine import FaultSpec
+
+MATERIAL = "HOUSING-80"
+"""What the demo's production orders make."""
+SAP_PLANT = "1000"
+LOT_QUANTITY = 100
 
 
 def _toml_table(name: str, values: dict[str, object]) -> str:
@@ -159,6 +165,13 @@ class Plant:
     sap: object | None = None
     tryton: object | None = None
     erp_password: str = ""
+    orders: tuple[str, ...] = ()
+    """Production orders the MES will announce: made to exist in the ERP before the machine starts (a
+    running production in Tryton; a batch in stock in SAP, lot ``LOT-<order>``)."""
+    start_epoch_s: float = field(default_factory=lambda: float(int(time.time())))
+    """The simulated stream's start (Unix seconds): measurement times are this plus simulated time."""
+    production_ids: dict[str, int] = field(default_factory=dict)
+    """Tryton's production id of each order."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     fleet: tuple[FleetAsset, ...] = ()
     """What the machine simulator streams (set by :meth:`start`)."""
@@ -178,6 +191,7 @@ class Plant:
             self.gateway_id: "gateway-demo-secret",
             # another agent's account: what an agent configured with the wrong user name logs in as
             "gw-line2": "other-agent-secret",
+            "mes": "mes-demo-secret",
         }
 
     def mqtt_table(self, user: str) -> dict[str, object]:
@@ -232,11 +246,15 @@ class Plant:
                 "user": tryton.plantwatch_user,
             }
             self.erp_password = tryton.plantwatch_password
+            for order in self.orders:
+                self.production_ids[order] = tryton.add_production(order)[0]
         else:
             sap = SapSimulator(password=self.sap_password)
             sap.start()
             self.sap = sap
             erp = {"kind": "sap", "base_url": sap.url, "user": "PLANTWATCH"}
+            for order in self.orders:
+                sap.add_batch(MATERIAL, f"LOT-{order}", SAP_PLANT, quantity=LOT_QUANTITY, unit="PC")
             self.erp_password = self.sap_password
         link = self.workdir / "sensor.tty"
         self.processes["machine"] = spawn(
@@ -258,6 +276,8 @@ class Plant:
                 str(speed),
                 "--seed",
                 str(seed),
+                "--start",
+                str(self.start_epoch_s),
                 "--wait-reader-s",
                 "60",
             ],
@@ -373,6 +393,20 @@ class Plant:
         finally:
             conn.close()
         return int(row[0]) if row and row[0] is not None else 0
+
+    def gateway_rows(self, sql: str, params: tuple[object, ...] = ()) -> list[dict[str, object]]:
+        """Rows of the gateway's database (read-only; [] before its tables exist)."""
+        path = self.workdir / "gateway" / "gateway.sqlite"
+        if not path.exists():
+            return []
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in conn.execute(sql, params)]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
 
     def notifications(self) -> list[dict[str, object]]:
         """The maintenance notifications in the SAP simulator."""
