@@ -1,6 +1,6 @@
 # plantwatch — the two commands of the README, and the set-up they share.
-#   make demo   the plant in a box: simulator → agent → Mosquitto → gateway → SAP simulator
-#   make test   the whole suite (lint, format check, pytest with a real Mosquitto)
+#   make demo   the plant in a box: simulator → agent → Mosquitto → gateway → Tryton (real ERP), with an MES
+#   make test   the whole suite (lint, format check, pytest with a real Mosquitto and a real Tryton)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -343,7 +343,7 @@ class TrytonRpc:
                 BACKEND, f"{method}: expected a JSON object", status=reply.status, code="bad_response"
             )
         if "error" in answer:
-            raise _tryton_error(method, answer["error"])
+            raise tryton_error(method, answer["error"])
         return answer.get("result")
 
     def _http_error(self, reply: _Reply, message: str | None = None) -> ErpError:
@@ -709,9 +709,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _tryton_error(method: str, error: Any) -> ErpError:
-    """An ErpError for the ``error`` member of a JSON-RPC answer (``TrytonException.args``, or
-    ``[str(exception), traceback]`` for a fault of the server)."""
+def tryton_error(method: str, error: Any) -> ErpError:
+    """An :class:`ErpError` for the ``error`` member of Tryton's JSON-RPC answer to ``method``: a
+    ``TrytonException``'s args (``["UserError", [message, description, domain]]``) or, for a fault of the
+    server, ``[str(exception), traceback]``.
+
+    >>> tryton_error("model.production.do", ["UserError", ["To continue, alerts from failed inspections"
+    ...     " must be resolved.", "", None]]).retryable
+    False
+    >>> str(tryton_error("model.project.work.create", ["UserError", ["The number on work must be unique.",
+    ...     "", None]]))
+    'tryton UserError: The number on work must be unique.'
+    """
     if isinstance(error, list) and error and error[0] in _USER_ERRORS:
         kind = str(error[0])
         details = error[1] if len(error) > 1 and isinstance(error[1], list) else []

@@ -76,7 +76,7 @@ PLANTWATCH_LOGIN = "plantwatch"
 PLANTWATCH_PASSWORD = "pw-gateway-3f9a"
 ADMIN_EMAIL = "admin@plantwatch.invalid"
 
-SEED_VERSION = 1
+SEED_VERSION = 2
 """Bump when the seed changes, so that cached templates are rebuilt."""
 
 COMPONENT_STOCK = 100_000
@@ -147,7 +147,8 @@ def template_key() -> str:
     import trytond
 
     digest = hashlib.sha256()
-    digest.update(json.dumps([MODULES, trytond.__version__, SEED_VERSION, PLANTWATCH_PASSWORD]).encode())
+    seeded = [SEED_VERSION, ADMIN_PASSWORD, PLANTWATCH_PASSWORD]
+    digest.update(json.dumps([MODULES, trytond.__version__, *seeded]).encode())
     for path in sorted(MODULE_DIR.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(MODULE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -156,7 +157,8 @@ def template_key() -> str:
 
 def ensure_template(cache_dir: Path | None = None) -> TrytonTemplate:
     """The template in ``cache_dir`` (default :func:`default_cache_dir`), built first if it is missing or
-    its key is stale. Raises :class:`PlantError` with the end of Tryton's log if the build fails."""
+    its key is stale. Raises :class:`PlantError` with the end of Tryton's log if the build fails (its
+    directory, ``building-<key>``, is kept until the next build for a look at the logs)."""
     cache_dir = cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = template_key()
@@ -164,19 +166,17 @@ def ensure_template(cache_dir: Path | None = None) -> TrytonTemplate:
     with open(cache_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; the others wait and then reuse its result
         seed_file = directory / "seed.json"
-        if seed_file.is_file():
+        if seed_file.is_file() and (directory / f"{DATABASE}.sqlite").is_file():
             seed = Seed(**json.loads(seed_file.read_text()))
             seed_file.touch()  # in use: see _remove_stale_templates
             event(log, logging.INFO, "tryton_template_reused", directory=directory)
             return TrytonTemplate(directory, key, seed)
         started = time.monotonic()
-        building = cache_dir / f"building-{key}-{os.getpid()}"
-        shutil.rmtree(building, ignore_errors=True)
-        try:
-            seed = _build(building, started)
-            building.rename(directory)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+        building = cache_dir / f"building-{key}"
+        shutil.rmtree(building, ignore_errors=True)  # a failed build, kept until now for its logs
+        shutil.rmtree(directory, ignore_errors=True)  # an incomplete template
+        seed = _build(building, started)
+        building.rename(directory)
         _remove_stale_templates(cache_dir, keep=directory)
         build_s = time.monotonic() - started
         event(log, logging.INFO, "tryton_template_built", directory=directory, duration_s=round(build_s, 1))
@@ -270,6 +270,19 @@ def _seed(admin: TrytonRpc) -> Seed:
         (record_id,) = call(model, "search", domain, 0, None, None)
         return int(record_id)
 
+    def xml_id(module: str, name: str) -> int:
+        """A record a module's XML made, by its id there (names are translatable, xml ids are not)."""
+        (data,) = call(
+            "ir.model.data",
+            "search_read",
+            [["module", "=", module], ["fs_id", "=", name]],
+            0,
+            1,
+            None,
+            ["db_id"],
+        )
+        return int(data["db_id"])
+
     currency = create(
         "currency.currency",
         {"name": "U.S. Dollar", "code": "USD", "symbol": "$", "rounding": Decimal("0.01"), "digits": 2},
@@ -278,7 +291,7 @@ def _seed(admin: TrytonRpc) -> Seed:
     company = create("company.company", {"party": party, "currency": currency})
     call("res.user", "write", [admin.user_id], {"companies": [["add", [company]]], "company": company})
     admin.login()  # a fresh context, with the company in it
-    groups = [find("res.group", [["name", "=", name]]) for name in ("Project Administration", "Quality")]
+    groups = [xml_id("project", "group_project_admin"), xml_id("quality", "group_quality")]
     create(
         "res.user",
         {
@@ -298,7 +311,7 @@ def _seed(admin: TrytonRpc) -> Seed:
             "points": [["create", [{"name": HOLD_POINT, "string": "Hold", "type_": "boolean"}]]],
         },
     )
-    unit = find("product.uom", [["name", "=", "Unit"]])
+    unit = xml_id("product", "uom_unit")
     products = []
     for name, code, producible in (("Housing blank", "BLANK", False), ("Pump housing", "HOUSING", True)):
         template = create(

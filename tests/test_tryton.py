@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from plantwatch.gateway.erp import ErpAdapter, ErpError, HoldRequest, NotificationRequest, NotificationUpdate
-from plantwatch.gateway.tryton import TITLE_MAX, TrytonAdapter, hold_status, status_from_progress
+from plantwatch.gateway.tryton import (
+    TITLE_MAX,
+    TrytonAdapter,
+    hold_status,
+    status_from_progress,
+    tryton_error,
+)
 from plantwatch.simulators.tryton import TrytonServer, TrytonTemplate
 
 HOLD_MESSAGE = "To continue, alerts from failed inspections must be resolved."
@@ -63,15 +69,11 @@ def hold(correlation_id: str = "HOLD1", production_order: str = "MO-1001") -> Ho
 
 
 @pytest.mark.erp
-def test_adapter_is_an_erp_adapter(adapter: TrytonAdapter) -> None:
-    assert isinstance(adapter, ErpAdapter) and adapter.name == "tryton"
-    adapter.check()
-
-
-@pytest.mark.erp
 def test_created_notification_is_a_task_with_the_finding_and_is_found_by_correlation_id(
     tryton: TrytonServer, adapter: TrytonAdapter
 ) -> None:
+    assert isinstance(adapter, ErpAdapter) and adapter.name == "tryton"
+    adapter.check()
     long_title = "pump-7: " + "outer race defect, growing " * 10
 
     document = adapter.create_notification(notification(priority="2", title=long_title))
@@ -252,17 +254,6 @@ def test_hold_blocks_finishing_its_production_only_until_the_alert_is_resolved(
 
 
 @pytest.mark.erp
-def test_hold_by_the_production_number_when_the_mes_sent_no_reference(
-    tryton: TrytonServer, adapter: TrytonAdapter
-) -> None:
-    production_id, number = tryton.add_production("MO-1001")
-
-    adapter.create_hold(hold(production_order=number))
-
-    assert tryton.try_production_do(production_id) == HOLD_MESSAGE
-
-
-@pytest.mark.erp
 def test_hold_is_idempotent_and_a_pending_one_left_by_a_crash_gets_processed(
     tryton: TrytonServer, adapter: TrytonAdapter
 ) -> None:
@@ -292,13 +283,19 @@ def test_hold_is_idempotent_and_a_pending_one_left_by_a_crash_gets_processed(
 
 
 @pytest.mark.erp
-def test_hold_on_an_unknown_production_order_is_refused_naming_it(adapter: TrytonAdapter) -> None:
+def test_hold_finds_the_production_by_mes_reference_or_number_and_refuses_an_unknown_one(
+    tryton: TrytonServer, adapter: TrytonAdapter
+) -> None:
+    production_id, number = tryton.add_production("MO-1001")
+
     with pytest.raises(ErpError) as refused:
-        adapter.create_hold(hold(production_order="MO-9999"))
+        adapter.create_hold(hold("HOLD1", production_order="MO-9999"))
+    adapter.create_hold(hold("HOLD2", production_order=number))  # an MES that sends Tryton's number
 
     assert not refused.value.retryable and refused.value.code == "unknown_production_order"
     assert "MO-9999" in str(refused.value)
     assert adapter.find_hold("HOLD1") is None
+    assert tryton.try_production_do(production_id) == HOLD_MESSAGE
 
 
 @pytest.mark.erp
@@ -312,62 +309,47 @@ def test_expired_session_is_renewed_by_one_new_login(tryton: TrytonServer, adapt
 
 
 @pytest.mark.erp
-def test_stopped_server_is_retryable_and_the_adapter_works_again_after_a_restart(
-    tryton: TrytonServer, adapter: TrytonAdapter
-) -> None:
+def test_stopped_or_hung_server_is_retryable_and_the_adapter_works_again_after(tryton: TrytonServer) -> None:
+    adapter = adapter_for(tryton, timeout_s=1.0)
     adapter.create_notification(notification("BEFORE1"))
+    assert tryton.pid is not None
+    os.kill(tryton.pid, signal.SIGSTOP)  # hung: the port accepts, nothing answers
+    try:
+        with pytest.raises(ErpError) as hung:
+            adapter.find_notification("BEFORE1")
+    finally:
+        os.kill(tryton.pid, signal.SIGCONT)
     tryton.stop()
 
     with pytest.raises(ErpError) as down:
         adapter.create_notification(notification("DOWN1"))
-    assert down.value.retryable and down.value.code == "unreachable"
-
     tryton.start()
+
+    assert hung.value.retryable and hung.value.code == "unreachable" and "timed out" in str(hung.value)
+    assert down.value.retryable and down.value.code == "unreachable"
     assert adapter.create_notification(notification("DOWN1")).created
-
-
-@pytest.mark.erp
-def test_hung_server_times_out_retryable(tryton: TrytonServer) -> None:
-    adapter = adapter_for(tryton, timeout_s=0.5)
-    adapter.check()
-    assert tryton.pid is not None
-    os.kill(tryton.pid, signal.SIGSTOP)
-    try:
-        with pytest.raises(ErpError) as hung:
-            adapter.find_notification("PW7OR1")
-    finally:
-        os.kill(tryton.pid, signal.SIGCONT)
-    assert hung.value.retryable and hung.value.code == "unreachable"
-
-
-@pytest.mark.erp
-def test_wrong_password_is_not_retryable_and_says_so(tryton: TrytonServer) -> None:
-    # Last on its server: Tryton delays each later login of the user by up to 2^failures - 1 s.
-    adapter = adapter_for(tryton, password="not-the-password")
-
-    with pytest.raises(ErpError) as refused:
-        adapter.check()
-
-    assert refused.value.status == 401 and not refused.value.retryable
-    assert "wrong user or password" in str(refused.value) and "'plantwatch'" in str(refused.value)
 
 
 @pytest.fixture
 def strict_tryton(tmp_path: Path, tryton_template: TrytonTemplate) -> Iterator[TrytonServer]:
-    """A server that rate-limits a login after a single failure (``[session] max_attempt = 0``)."""
+    """A server that rate-limits logins after a single failure (``[session] max_attempt = 0``), so that
+    HTTP 429 comes at once instead of after 5 failures and up to 31 s of Tryton's progressive delay."""
     config = {"session": {"max_attempt": "0"}}
     with TrytonServer(tmp_path / "strict", template=tryton_template, config=config) as server:
         yield server
 
 
 @pytest.mark.erp
-def test_rate_limited_login_is_retryable(strict_tryton: TrytonServer) -> None:
-    with pytest.raises(ErpError):
+def test_wrong_password_is_not_retryable_and_says_so_and_a_rate_limited_login_is(
+    strict_tryton: TrytonServer,
+) -> None:
+    with pytest.raises(ErpError) as refused:
         adapter_for(strict_tryton, password="not-the-password").check()
-
     with pytest.raises(ErpError) as limited:
-        adapter_for(strict_tryton).check()  # the right password, but too many failures just now
+        adapter_for(strict_tryton).check()  # the right password, but one failure too many just now
 
+    assert refused.value.status == 401 and not refused.value.retryable
+    assert "wrong user or password" in str(refused.value) and "'plantwatch'" in str(refused.value)
     assert limited.value.status == 429 and limited.value.retryable
 
 
@@ -389,3 +371,23 @@ def test_hold_status_follows_the_strongest_alert() -> None:
     assert hold_status("failed", []) == "outstanding"
     assert hold_status("passed", ["open"]) == "completed"
     assert hold_status("pending", []) == "outstanding"
+
+
+@pytest.mark.erp
+def test_tryton_user_errors_are_final_but_the_sequence_race_and_server_faults_are_retryable() -> None:
+    hold_refusal = tryton_error("model.production.do", ["UserError", [HOLD_MESSAGE, "", None]])
+    race = tryton_error(
+        "model.project.work.create", ["UserError", ["The number on work must be unique.", "", None]]
+    )
+    fault = tryton_error(
+        "model.project.work.create", ["database is locked", "Traceback (most recent call last):"]
+    )
+    concurrent = tryton_error("model.project.work.write", ["ConcurrencyException", "Records were modified"])
+
+    assert (hold_refusal.retryable, hold_refusal.message, hold_refusal.code) == (
+        False,
+        HOLD_MESSAGE,
+        "UserError",
+    )
+    assert race.retryable and fault.retryable and concurrent.retryable
+    assert "database is locked" in fault.message and fault.code == "server_error"

@@ -14,7 +14,8 @@ document for one finding, whoever creates it (message ``plantwatch.msg_correlati
 
 Classes are registered by :func:`register`, not by a ``[register]`` section of tryton.cfg: trytond 8.2
 resolves the names of that section under ``trytond.modules.<name>`` only, which a module installed by entry
-point from another package is not. trytond logs a DeprecationWarning for ``register()``, nothing more.
+point from another package is not. trytond issues a DeprecationWarning for ``register()`` (hidden by
+Python's default warning filters), nothing more.
 """
 
 from trytond.pool import Pool
