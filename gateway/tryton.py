@@ -147,11 +147,8 @@ class _JsonEncoder(json.JSONEncoder):
         if isinstance(o, Decimal):
             return {"__class__": "Decimal", "decimal": str(o)}
         if isinstance(o, dt.datetime):
-            return {
-                "__class__": "datetime",
-                **{k: getattr(o, k) for k in ("year", "month", "day", "hour", "minute", "second")},
-                "microsecond": o.microsecond,
-            }
+            fields = ("year", "month", "day", "hour", "minute", "second", "microsecond")
+            return {"__class__": "datetime", **{name: getattr(o, name) for name in fields}}
         if isinstance(o, dt.date):
             return {"__class__": "date", "year": o.year, "month": o.month, "day": o.day}
         return super().default(o)
@@ -162,7 +159,8 @@ def _json_object(value: dict[str, Any]) -> Any:
     if kind == "Decimal":
         return Decimal(value["decimal"])
     if kind == "datetime":
-        return dt.datetime(*(value.get(k, 0) for k in ("year", "month", "day", "hour", "minute", "second")))
+        fields = ("year", "month", "day", "hour", "minute", "second", "microsecond")
+        return dt.datetime(*(int(value.get(name, 0)) for name in fields))
     if kind == "date":
         return dt.date(value["year"], value["month"], value["day"])
     return value

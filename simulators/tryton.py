@@ -50,6 +50,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
@@ -76,7 +77,7 @@ PLANTWATCH_LOGIN = "plantwatch"
 PLANTWATCH_PASSWORD = "pw-gateway-3f9a"
 ADMIN_EMAIL = "admin@plantwatch.invalid"
 
-SEED_VERSION = 2
+SEED_VERSION = 1
 """Bump when the seed changes, so that cached templates are rebuilt."""
 
 COMPONENT_STOCK = 100_000
@@ -172,8 +173,9 @@ def ensure_template(cache_dir: Path | None = None) -> TrytonTemplate:
             event(log, logging.INFO, "tryton_template_reused", directory=directory)
             return TrytonTemplate(directory, key, seed)
         started = time.monotonic()
+        for failed in cache_dir.glob("building-*"):  # failed builds, kept until now for their logs
+            shutil.rmtree(failed, ignore_errors=True)
         building = cache_dir / f"building-{key}"
-        shutil.rmtree(building, ignore_errors=True)  # a failed build, kept until now for its logs
         shutil.rmtree(directory, ignore_errors=True)  # an incomplete template
         seed = _build(building, started)
         building.rename(directory)
@@ -270,19 +272,6 @@ def _seed(admin: TrytonRpc) -> Seed:
         (record_id,) = call(model, "search", domain, 0, None, None)
         return int(record_id)
 
-    def xml_id(module: str, name: str) -> int:
-        """A record a module's XML made, by its id there (names are translatable, xml ids are not)."""
-        (data,) = call(
-            "ir.model.data",
-            "search_read",
-            [["module", "=", module], ["fs_id", "=", name]],
-            0,
-            1,
-            None,
-            ["db_id"],
-        )
-        return int(data["db_id"])
-
     currency = create(
         "currency.currency",
         {"name": "U.S. Dollar", "code": "USD", "symbol": "$", "rounding": Decimal("0.01"), "digits": 2},
@@ -291,7 +280,8 @@ def _seed(admin: TrytonRpc) -> Seed:
     company = create("company.company", {"party": party, "currency": currency})
     call("res.user", "write", [admin.user_id], {"companies": [["add", [company]]], "company": company})
     admin.login()  # a fresh context, with the company in it
-    groups = [xml_id("project", "group_project_admin"), xml_id("quality", "group_quality")]
+    # By name (the admin's language is English): ir.model.data, which knows the xml ids, is not served over RPC.
+    groups = [find("res.group", [["name", "=", name]]) for name in ("Project Administration", "Quality")]
     create(
         "res.user",
         {
@@ -311,7 +301,7 @@ def _seed(admin: TrytonRpc) -> Seed:
             "points": [["create", [{"name": HOLD_POINT, "string": "Hold", "type_": "boolean"}]]],
         },
     )
-    unit = xml_id("product", "uom_unit")
+    unit = find("product.uom", [["name", "=", "Unit"]])
     products = []
     for name, code, producible in (("Housing blank", "BLANK", False), ("Pump housing", "HOUSING", True)):
         template = create(
@@ -423,7 +413,7 @@ class _Trytond:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_until_listening(self.process, offset)
+        self._wait_until_answering(self.process, offset)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -435,26 +425,30 @@ class _Trytond:
                 self.process.wait(timeout=STOP_TIMEOUT_S)
         self.process = None
 
-    def _wait_until_listening(self, process: subprocess.Popen[bytes], offset: int) -> None:
-        import socket
-
+    def _wait_until_answering(self, process: subprocess.Popen[bytes], offset: int) -> None:
+        """Until ``common.server.version`` answers on the root route (with ``-d``, trytond loads the
+        database before it opens its port, so an answer means it is ready)."""
         deadline = time.monotonic() + START_TIMEOUT_S
+        probe = json.dumps({"id": 0, "method": "common.server.version", "params": []}).encode()
         while True:
             if process.poll() is not None:
                 raise PlantError(
-                    f"trytond exited with {process.returncode} before listening on {self.port};"
+                    f"trytond exited with {process.returncode} before answering on {self.port};"
                     f" {self.log_file} ends:\n{_tail(self.log_file, offset)}"
                 )
+            request = urllib.request.Request(self.url + "/rpc/", data=probe, method="POST")
+            request.add_header("Content-Type", "application/json")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                pass
+                with urllib.request.urlopen(request, timeout=1.0) as response:
+                    if "result" in json.loads(response.read()):
+                        return
+            except (OSError, ValueError):
+                pass  # not listening yet (connection refused) or not yet answering
             if time.monotonic() > deadline:
                 process.kill()  # not left behind holding the database
                 process.wait(timeout=STOP_TIMEOUT_S)
                 raise PlantError(
-                    f"trytond did not open 127.0.0.1:{self.port} in {START_TIMEOUT_S} s;"
+                    f"trytond did not answer on 127.0.0.1:{self.port} in {START_TIMEOUT_S} s;"
                     f" {self.log_file} ends:\n{_tail(self.log_file, offset)}"
                 )
             time.sleep(0.05)
@@ -528,7 +522,7 @@ class TrytonServer:
         return self._seed
 
     def start(self) -> None:
-        """Copy the template (first start only) and start ``trytond``; returns once it listens.
+        """Copy the template (first start only) and start ``trytond``; returns once it answers.
 
         Raises :class:`PlantError` with the end of Tryton's log if it exits or does not listen within
         :data:`START_TIMEOUT_S`.
