@@ -479,7 +479,6 @@ class GatewayService:
 
     def _call(self, action: str, document: Document) -> None:
         """One ERP call for ``document``; failures are classified, retried, dead-lettered."""
-        now = self.clock.now()
         try:
             if action == "create":
                 result = self._create(document)
@@ -500,8 +499,9 @@ class GatewayService:
             if CRASH_AFTER_ERP_CREATE:
                 # fault injection for the tests: die between the ERP's answer and the ledger's write
                 os._exit(9)
+            # the ledger's time is when the ERP answered
             self.store.document_created(
-                document, number=result.number, found_existing=not result.created, now_s=now
+                document, number=result.number, found_existing=not result.created, now_s=self.clock.now()
             )
             event(
                 log,
