@@ -10,17 +10,27 @@ runs them in a bounded executor. Every adapter is idempotent by ``correlation_id
 in the ERP before it creates, so a retry after a crash never creates a second document (DESIGN.md,
 "ERP side").
 
-The helpers here (:func:`is_retryable_status`, :func:`parse_retry_after`, :func:`shorten`) are shared by
-the HTTP-based adapters so that all of them classify failures and cut texts the same way.
+The helpers here (:func:`http_exchange`, :func:`is_retryable_status`, :func:`parse_retry_after`,
+:func:`shorten`, :func:`raised_priority`, :func:`appended_long_text`) are shared by the HTTP-based adapters
+so that all of them send, classify failures, raise priorities and add notes the same way.
 """
 
 from __future__ import annotations
 
+import http.client
+import logging
 import re
-from collections.abc import Callable
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from plantwatch.log import event
+
+log = logging.getLogger("plantwatch.gateway.erp")
 
 # An idempotency key must survive every backend's reference field: SAP's
 # MaintNotifExtReferenceNumber is 20 characters with an upper-case display format.
@@ -223,3 +233,103 @@ def shorten(text: str, limit: int, length: Callable[[str], int] = len) -> str:
     while cut and length(cut.rstrip() + ELLIPSIS) > limit:
         cut = cut[:-1]
     return cut.rstrip() + ELLIPSIS if limit >= length(ELLIPSIS) else ""
+
+
+def raised_priority(current: str, wanted: str) -> str | None:
+    """The priority to write so that ``current`` is raised to ``wanted``, or None to leave it alone.
+
+    "1" is the highest. An empty priority is set; a priority outside "1".."4" (customized) is left alone.
+
+    >>> [raised_priority(current, "2") for current in ("3", "1", "2", "")]
+    ['2', None, None, '2']
+    """
+    if wanted not in PRIORITIES:
+        return None
+    if not current:
+        return wanted
+    if current not in PRIORITIES:
+        return None
+    return wanted if int(wanted) < int(current) else None
+
+
+def appended_long_text(current: str, note: str, limit: int, length: Callable[[str], int] = len) -> str | None:
+    """``current`` with ``note`` added as new lines at its end, within ``limit`` units of ``length``, or None if the
+    note is already there (a retried update) or empty. When the sum is too long the oldest text is cut
+    (ending in an ellipsis), never the note.
+
+    >>> appended_long_text("BPFO 0.42 g", "Repeat: BPFO 0.51 g", 1333)
+    'BPFO 0.42 g\\nRepeat: BPFO 0.51 g'
+    >>> appended_long_text("BPFO 0.42 g\\nRepeat: BPFO 0.51 g", "Repeat: BPFO 0.51 g", 1333) is None
+    True
+    """
+    note = note.strip("\n")
+    if not note.strip() or note in current:
+        return None
+    if not current:
+        return shorten(note, limit, length)
+    separator = "\n"
+    room = limit - length(separator + note)
+    if room <= 0:
+        return shorten(note, limit, length)
+    return shorten(current, room, length).rstrip("\n") + separator + note
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    """An HTTP answer, whatever its status."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: from an ERP's API it means a login page, a proxy or a wrong URL, and it
+    would resend credentials or a signed request somewhere nobody configured."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def http_exchange(
+    opener: urllib.request.OpenerDirector,
+    request: urllib.request.Request,
+    *,
+    timeout_s: float,
+    backend: str,
+    target: str,
+) -> HttpReply:
+    """Send ``request``; every HTTP status is an answer, a network failure a retryable :class:`ErpError`
+    (code ``unreachable``) naming ``target``, the service's address."""
+    started = time.monotonic()
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            reply = HttpReply(response.status, dict(response.headers.items()), response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            reply = HttpReply(error.code, dict(error.headers.items()) if error.headers else {}, error.read())
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        reason = getattr(error, "reason", error)
+        event(
+            log,
+            logging.WARNING,
+            "erp_unreachable",
+            backend=backend,
+            method=request.get_method(),
+            url=request.full_url,
+            error=reason,
+        )
+        raise ErpError(
+            backend, f"{target} unreachable: {reason}", code="unreachable", retryable=True
+        ) from error
+    event(
+        log,
+        logging.DEBUG,
+        "erp_http",
+        backend=backend,
+        method=request.get_method(),
+        url=request.full_url,
+        status=reply.status,
+        duration_ms=round((time.monotonic() - started) * 1000, 1),
+    )
+    return reply

@@ -74,7 +74,6 @@ import json
 import logging
 import re
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -91,10 +90,15 @@ from plantwatch.gateway.erp import (
     ErpDocument,
     ErpError,
     HoldRequest,
+    HttpReply,
+    NoRedirect,
     NotificationRequest,
     NotificationUpdate,
+    appended_long_text,
+    http_exchange,
     is_retryable_status,
     parse_retry_after,
+    raised_priority,
     shorten,
 )
 from plantwatch.log import event
@@ -246,45 +250,6 @@ def notification_status(phase: str, system_status: str = "") -> str:
     return "unknown"
 
 
-def raised_priority(current: str, wanted: str) -> str | None:
-    """The priority to write so that ``current`` is raised to ``wanted``, or None to leave it alone.
-
-    "1" is the highest. An empty priority is set; a priority outside "1".."4" (customized) is left alone.
-
-    >>> [raised_priority(current, "2") for current in ("3", "1", "2", "")]
-    ['2', None, None, '2']
-    """
-    if wanted not in PRIORITIES:
-        return None
-    if not current:
-        return wanted
-    if current not in PRIORITIES:
-        return None
-    return wanted if int(wanted) < int(current) else None
-
-
-def appended_long_text(current: str, note: str, limit: int = LONG_TEXT_MAX) -> str | None:
-    """``current`` with ``note`` added as new lines at its end, within ``limit`` UTF-16 units, or None if the
-    note is already there (a retried update) or empty. When the sum is too long the oldest text is cut
-    (ending in an ellipsis), never the note.
-
-    >>> appended_long_text("BPFO 0.42 g", "Repeat: BPFO 0.51 g")
-    'BPFO 0.42 g\\nRepeat: BPFO 0.51 g'
-    >>> appended_long_text("BPFO 0.42 g\\nRepeat: BPFO 0.51 g", "Repeat: BPFO 0.51 g") is None
-    True
-    """
-    note = note.strip("\n")
-    if not note.strip() or note in current:
-        return None
-    if not current:
-        return shorten(note, limit, utf16_length)
-    separator = "\n"
-    room = limit - utf16_length(separator + note)
-    if room <= 0:
-        return shorten(note, limit, utf16_length)
-    return shorten(current, room, utf16_length).rstrip("\n") + separator + note
-
-
 @dataclass(frozen=True)
 class OutcomeCoding:
     """Which notification header coding means which planner outcome (customizing of the SAP system).
@@ -330,20 +295,6 @@ class _Lot:
     storage_location: str | None
     quantity: str | None  # Edm.Decimal(13,3) literal
     unit: str | None
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect from an OData API means a login page or a wrong URL; never follow it."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 class SapAdapter:
@@ -429,7 +380,7 @@ class SapAdapter:
         self._clock: Clock = clock or SystemClock()
         self._cookies = http.cookiejar.CookieJar()
         self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self._cookies), _NoRedirect()
+            urllib.request.HTTPCookieProcessor(self._cookies), NoRedirect()
         )
         self._csrf_lock = threading.Lock()
         self._csrf_token: str | None = None
@@ -516,7 +467,9 @@ class SapAdapter:
             priority = raised_priority(str(entity.get("MaintPriority") or ""), update.priority)
             if priority is not None:
                 payload["MaintPriority"] = priority
-            text = appended_long_text(str(entity.get("MaintNotifLongTextForEdit") or ""), update.note)
+            text = appended_long_text(
+                str(entity.get("MaintNotifLongTextForEdit") or ""), update.note, LONG_TEXT_MAX, utf16_length
+            )
             if text is not None:
                 payload["MaintNotifLongTextForEdit"] = text
             return payload or None
@@ -1023,34 +976,16 @@ class SapAdapter:
             predicate = ",".join(f"{name}={odata_string_literal(value)}" for name, value in keys.items())
         return service_url + "/" + quote(f"{entity_set}({predicate})", safe=_UNRESERVED_IN_KEY)
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> _Reply:
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None
+    ) -> HttpReply:
         request = urllib.request.Request(url, data=body, method=method)
         request.add_header("Authorization", self._authorization)
         for name, value in headers.items():
             request.add_header(name, value)
-        started = time.monotonic()
-        try:
-            with self._opener.open(request, timeout=self._timeout_s) as response:
-                reply = _Reply(response.status, dict(response.headers.items()), response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                reply = _Reply(error.code, dict(error.headers.items()) if error.headers else {}, error.read())
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", error)
-            event(log, logging.WARNING, "sap_unreachable", method=method, url=url, error=reason)
-            raise ErpError(
-                BACKEND, f"{self._service_url} unreachable: {reason}", code="unreachable", retryable=True
-            ) from error
-        event(
-            log,
-            logging.DEBUG,
-            "sap_http",
-            method=method,
-            url=url,
-            status=reply.status,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        return http_exchange(
+            self._opener, request, timeout_s=self._timeout_s, backend=BACKEND, target=self._service_url
         )
-        return reply
 
     def _fetch_csrf_token(self) -> bytes:
         """GET the notification service root with ``X-CSRF-Token: Fetch``; keep the token, return the body."""
@@ -1068,7 +1003,7 @@ class SapAdapter:
 
     def _modify(
         self, method: str, url: str, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> _Reply:
+    ) -> HttpReply:
         """Send a modifying request with the CSRF token, refetching the token once if SAP wants it."""
         body = json.dumps(payload).encode("utf-8")
         if not self._csrf_fetched:
@@ -1089,7 +1024,7 @@ class SapAdapter:
 
     # -- answers ------------------------------------------------------------------------------------
 
-    def _json(self, reply: _Reply) -> dict[str, Any]:
+    def _json(self, reply: HttpReply) -> dict[str, Any]:
         try:
             parsed = json.loads(reply.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -1103,19 +1038,19 @@ class SapAdapter:
             raise ErpError(BACKEND, "expected a JSON object", status=reply.status, code="bad_response")
         return parsed
 
-    def _v2_entity(self, reply: _Reply, key: str) -> dict[str, Any]:
+    def _v2_entity(self, reply: HttpReply, key: str) -> dict[str, Any]:
         entity = self._json(reply).get("d")
         if not isinstance(entity, dict) or not entity.get(key):
             raise ErpError(BACKEND, f"answer has no d.{key}", status=reply.status, code="bad_response")
         return entity
 
-    def _v2_results(self, reply: _Reply) -> list[dict[str, Any]]:
+    def _v2_results(self, reply: HttpReply) -> list[dict[str, Any]]:
         results = self._json(reply).get("d", {}).get("results")
         if not isinstance(results, list):
             raise ErpError(BACKEND, "answer has no d.results list", status=reply.status, code="bad_response")
         return [entity for entity in results if isinstance(entity, dict)]
 
-    def _v4_values(self, reply: _Reply) -> list[dict[str, Any]]:
+    def _v4_values(self, reply: HttpReply) -> list[dict[str, Any]]:
         values = self._json(reply).get("value")
         if not isinstance(values, list):
             raise ErpError(BACKEND, "answer has no value list", status=reply.status, code="bad_response")
@@ -1148,7 +1083,7 @@ class SapAdapter:
             status=notification_status(str(entity.get(QN_PHASE) or "")),
         )
 
-    def _error(self, reply: _Reply, *, retryable: bool | None = None) -> ErpError:
+    def _error(self, reply: HttpReply, *, retryable: bool | None = None) -> ErpError:
         code, message = _sap_message(reply)
         if retryable is None:
             retryable = is_retryable_status(reply.status)
@@ -1164,7 +1099,7 @@ def _query(options: Mapping[str, str]) -> str:
     return urlencode(options, quote_via=quote, safe=_UNRESERVED_IN_QUERY)
 
 
-def _etag(reply: _Reply | None, entity: Mapping[str, Any]) -> str | None:
+def _etag(reply: HttpReply | None, entity: Mapping[str, Any]) -> str | None:
     """The ETag of an entity: the ``ETag`` header of a single read, else ``__metadata.etag`` (V2) or
     ``@odata.etag`` (V4) in the entity."""
     if reply is not None:
@@ -1186,7 +1121,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def _sap_message(reply: _Reply) -> tuple[str | None, str]:
+def _sap_message(reply: HttpReply) -> tuple[str | None, str]:
     """(code, message) from SAP's V2 or V4 error body, else from the text of the page."""
     text = reply.body.decode("utf-8", errors="replace")
     try:

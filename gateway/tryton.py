@@ -65,13 +65,17 @@ from plantwatch.gateway.erp import (
     ErpDocument,
     ErpError,
     HoldRequest,
+    HttpReply,
+    NoRedirect,
     NotificationRequest,
     NotificationUpdate,
+    appended_long_text,
+    http_exchange,
     is_retryable_status,
     parse_retry_after,
+    raised_priority,
     shorten,
 )
-from plantwatch.gateway.sap import appended_long_text, raised_priority
 from plantwatch.log import event
 
 log = logging.getLogger("plantwatch.gateway.tryton")
@@ -167,13 +171,6 @@ def _json_object(value: dict[str, Any]) -> Any:
 
 
 @dataclass(frozen=True)
-class _Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
 class _Session:
     user_id: int
     authorization: str
@@ -214,7 +211,7 @@ class TrytonRpc:
         self._clock: Clock = clock or SystemClock()
         self._session: _Session | None = None
         self._session_lock = threading.Lock()
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._opener = urllib.request.build_opener(NoRedirect())
         self._ids = iter(range(1, 1 << 62))
 
     @property
@@ -297,37 +294,18 @@ class TrytonRpc:
             )
             return self._session
 
-    def _post(self, method: str, params: list[Any], session: _Session | None) -> _Reply:
+    def _post(self, method: str, params: list[Any], session: _Session | None) -> HttpReply:
         body = json.dumps({"id": next(self._ids), "method": method, "params": params}, cls=_JsonEncoder)
         request = urllib.request.Request(self._url, data=body.encode("utf-8"), method="POST")
         request.add_header("Content-Type", "application/json")
         request.add_header("Accept", "application/json")
         if session is not None:
             request.add_header("Authorization", session.authorization)
-        started = time.monotonic()
-        try:
-            with self._opener.open(request, timeout=self._timeout_s) as response:
-                reply = _Reply(response.status, dict(response.headers.items()), response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                reply = _Reply(error.code, dict(error.headers.items()) if error.headers else {}, error.read())
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", error)
-            event(log, logging.WARNING, "tryton_unreachable", method=method, url=self._url, error=reason)
-            raise ErpError(
-                BACKEND, f"{self._url} unreachable: {reason}", code="unreachable", retryable=True
-            ) from error
-        event(
-            log,
-            logging.DEBUG,
-            "tryton_rpc",
-            method=method,
-            status=reply.status,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        return http_exchange(
+            self._opener, request, timeout_s=self._timeout_s, backend=BACKEND, target=self._url
         )
-        return reply
 
-    def _result(self, method: str, reply: _Reply) -> Any:
+    def _result(self, method: str, reply: HttpReply) -> Any:
         if reply.status != 200:
             raise self._http_error(reply)
         try:
@@ -344,7 +322,7 @@ class TrytonRpc:
             raise tryton_error(method, answer["error"])
         return answer.get("result")
 
-    def _http_error(self, reply: _Reply, message: str | None = None) -> ErpError:
+    def _http_error(self, reply: HttpReply, message: str | None = None) -> ErpError:
         retryable = is_retryable_status(reply.status)
         retry_after_s = (
             parse_retry_after(_header(reply.headers, "Retry-After"), self._clock.now()) if retryable else None
@@ -700,13 +678,6 @@ class TrytonAdapter:
         return status_from_progress(self._status_progress[status_id])
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect from Tryton's RPC route means a proxy or a wrong URL; never follow it."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def tryton_error(method: str, error: Any) -> ErpError:
     """An :class:`ErpError` for the ``error`` member of Tryton's JSON-RPC answer to ``method``: a
     ``TrytonException``'s args (``["UserError", [message, description, domain]]``) or, for a fault of the
@@ -739,7 +710,7 @@ def tryton_error(method: str, error: Any) -> ErpError:
     )
 
 
-def _page_text(reply: _Reply) -> str:
+def _page_text(reply: HttpReply) -> str:
     text = reply.body.decode("utf-8", errors="replace")
     text = re.sub(r"(?is)<(head|script|style)\b.*?</\1>", " ", text)
     text = " ".join(re.sub(r"<[^>]+>", " ", text).split())[:_MAX_MESSAGE_CHARS]

@@ -81,11 +81,9 @@ import json
 import logging
 import math
 import re
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -99,8 +97,11 @@ from plantwatch.gateway.erp import (
     ErpDocument,
     ErpError,
     HoldRequest,
+    HttpReply,
+    NoRedirect,
     NotificationRequest,
     NotificationUpdate,
+    http_exchange,
     is_retryable_status,
     parse_retry_after,
 )
@@ -177,20 +178,6 @@ def verify_signature(
         raise SignatureError("signature does not match the body (wrong secret, or the body was changed)")
 
 
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect would resend a signed request somewhere nobody configured; never follow it."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 class WebhookAdapter:
     """Creates and reads documents through a signed JSON webhook (implements ``ErpAdapter``).
 
@@ -229,7 +216,7 @@ class WebhookAdapter:
         self._secret = secret
         self._timeout_s = timeout_s
         self._clock: Clock = clock or SystemClock()
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        self._opener = urllib.request.build_opener(NoRedirect())
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
             event(
                 log,
@@ -399,7 +386,7 @@ class WebhookAdapter:
 
     def _send(
         self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
-    ) -> _Reply:
+    ) -> HttpReply:
         url = self._url + path
         request = urllib.request.Request(url, data=body if method != "GET" else None, method=method)
         request.add_header("Accept", "application/json")
@@ -410,42 +397,13 @@ class WebhookAdapter:
         request.add_header(SIGNATURE_HEADER, sign(self._secret, body, int(self._clock.now())))
         for name, value in (headers or {}).items():
             request.add_header(name, value)
-        started = time.monotonic()
-        try:
-            with self._opener.open(request, timeout=self._timeout_s) as response:
-                reply = _Reply(response.status, dict(response.headers.items()), response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                reply = _Reply(error.code, dict(error.headers.items()) if error.headers else {}, error.read())
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", error)
-            event(
-                log,
-                logging.WARNING,
-                "webhook_unreachable",
-                backend=self.name,
-                method=method,
-                url=url,
-                error=reason,
-            )
-            raise ErpError(
-                self.name, f"{self._url} unreachable: {reason}", code="unreachable", retryable=True
-            ) from error
-        event(
-            log,
-            logging.DEBUG,
-            "webhook_http",
-            backend=self.name,
-            method=method,
-            url=url,
-            status=reply.status,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        return http_exchange(
+            self._opener, request, timeout_s=self._timeout_s, backend=self.name, target=self._url
         )
-        return reply
 
     # -- answers ------------------------------------------------------------------------------------
 
-    def _json(self, reply: _Reply) -> dict[str, Any]:
+    def _json(self, reply: HttpReply) -> dict[str, Any]:
         try:
             parsed = json.loads(reply.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -505,7 +463,7 @@ class WebhookAdapter:
             outcome = None
         return ErpDocument(number, correlation_id, created, str(document_status), outcome)
 
-    def _error(self, reply: _Reply) -> ErpError:
+    def _error(self, reply: HttpReply) -> ErpError:
         if 200 <= reply.status < 300:  # a success the contract does not have for this request
             return self._bad_response(
                 reply.status, f"unexpected status {reply.status} {_phrase(reply.status)}"
@@ -581,7 +539,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _receiver_message(reply: _Reply) -> tuple[str | None, str]:
+def _receiver_message(reply: HttpReply) -> tuple[str | None, str]:
     """(code, message) from the contract's error body, else from the text of the page."""
     text = reply.body.decode("utf-8", errors="replace")
     try:

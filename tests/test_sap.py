@@ -30,9 +30,10 @@ from plantwatch.gateway.erp import (
     HoldRequest,
     NotificationRequest,
     NotificationUpdate,
+    appended_long_text,
     shorten,
 )
-from plantwatch.gateway.sap import LONG_TEXT_MAX, OutcomeCoding, SapAdapter, appended_long_text, utf16_length
+from plantwatch.gateway.sap import LONG_TEXT_MAX, OutcomeCoding, SapAdapter, utf16_length
 from plantwatch.simulators.sap import (
     BATCH_SERVICE_ROOT,
     ETAG_PROPERTY,
@@ -797,13 +798,15 @@ def test_appended_long_text_keeps_the_note_whole_and_cuts_the_oldest_text() -> N
     history = "\n".join(f"evidence line {index}: BPFO amplitude rising" for index in range(40))
     note = "Repeat at 2026-11-23T17:45Z: BPFO 0.61 g, velocity 7.9 mm/s"
 
-    text = appended_long_text(history, note)
+    text = appended_long_text(history, note, LONG_TEXT_MAX, utf16_length)
 
     assert text is not None and utf16_length(text) <= LONG_TEXT_MAX
     assert text.endswith("…\n" + note)
     assert text.startswith("evidence line 0:")
-    assert appended_long_text(text, note) is None  # already there: a retried update adds nothing
-    assert appended_long_text("", "  ") is None
+    assert (
+        appended_long_text(text, note, LONG_TEXT_MAX, utf16_length) is None
+    )  # already there: a retried update adds nothing
+    assert appended_long_text("", "  ", LONG_TEXT_MAX, utf16_length) is None
 
 
 @pytest.mark.erp
