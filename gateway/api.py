@@ -42,13 +42,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from plantwatch.clock import Clock, parse_rfc3339
 from plantwatch.gateway.store import Conflict, GatewayStore, NotFound
 from plantwatch.gateway.users import allows, verify_password
+from plantwatch.httpserver import BackgroundHttpServer
 from plantwatch.log import event
 
 log = logging.getLogger("plantwatch.gateway.api")
@@ -157,33 +158,26 @@ class ApiServer:
         class Handler(_Handler):
             server_api = api
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self.server = BackgroundHttpServer(Handler, host=host, port=port, name="gateway-api")
 
     @property
     def port(self) -> int:
         """The port the API listens on."""
-        return self.httpd.server_address[1]
+        return self.server.port
 
     @property
     def url(self) -> str:
         """The API's base URL."""
-        host = self.httpd.server_address[0]
-        return f"http://{host}:{self.port}{PREFIX}"
+        return self.server.base_url + PREFIX
 
     def start(self) -> None:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="gateway-api", daemon=True)
-        self._thread.start()
+        self.server.start()
         event(log, logging.INFO, "api_listening", url=self.url)
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.server.stop()
 
     # --- the routes ------------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -22,7 +21,7 @@ from plantwatch.contract import Record, record_topic
 from plantwatch.gateway.store import GatewayStore
 from plantwatch.gateway.users import hash_password
 from plantwatch.simulators.broker import Broker, free_port
-from plantwatch.simulators.plant import _toml_table, spawn, stop
+from plantwatch.simulators.plant import _toml_table, read_rows, spawn, stop
 
 SITE = "plant1"
 USERS = {
@@ -153,16 +152,7 @@ class Gateway:
 
     def rows(self, sql: str, params: tuple[object, ...] = ()) -> list[dict[str, Any]]:
         """Rows of the gateway's database, read-only."""
-        if not self.database.exists():
-            return []
-        conn = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(row) for row in conn.execute(sql, params)]
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            conn.close()
+        return read_rows(self.database, sql, params)
 
     def documents(self, status: str | None = None) -> list[dict[str, Any]]:
         if status is None:

@@ -36,6 +36,21 @@ SAP_PLANT = "1000"
 LOT_QUANTITY = 100
 
 
+def read_rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[dict[str, object]]:
+    """Rows of a service's SQLite file, read-only beside the service (WAL); [] while the file or its
+    tables do not exist yet."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql, params)]
+    except sqlite3.OperationalError:  # the service has not created its tables yet
+        return []
+    finally:
+        conn.close()
+
+
 def _toml_table(name: str, values: dict[str, object]) -> str:
     """``[name]`` and its ``key = value`` lines (strings, numbers and booleans)."""
     lines = [f"[{name}]"]
@@ -383,30 +398,13 @@ class Plant:
 
     @staticmethod
     def _count(path: Path, sql: str) -> int:
-        if not path.exists():
-            return 0
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            row = conn.execute(sql).fetchone()
-        except sqlite3.OperationalError:  # the service has not created its tables yet
-            return 0
-        finally:
-            conn.close()
-        return int(row[0]) if row and row[0] is not None else 0
+        rows = read_rows(path, sql)
+        value = next(iter(rows[0].values())) if rows else None
+        return int(value) if value is not None else 0
 
     def gateway_rows(self, sql: str, params: tuple[object, ...] = ()) -> list[dict[str, object]]:
         """Rows of the gateway's database (read-only; [] before its tables exist)."""
-        path = self.workdir / "gateway" / "gateway.sqlite"
-        if not path.exists():
-            return []
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(row) for row in conn.execute(sql, params)]
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            conn.close()
+        return read_rows(self.workdir / "gateway" / "gateway.sqlite", sql, params)
 
     def notifications(self) -> list[dict[str, object]]:
         """The maintenance notifications in the SAP simulator."""

@@ -112,13 +112,14 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from plantwatch.clock import Clock, SystemClock
 from plantwatch.gateway.sap import utf16_length
+from plantwatch.httpserver import BackgroundHttpServer
 from plantwatch.log import event
 
 log = logging.getLogger("plantwatch.simulators.sap")
@@ -163,7 +164,6 @@ FIRST_QUALITY_NOTIFICATION_NUMBER = 200000001
 # Bodies above this are refused with 413; a notification is a few kilobytes.
 MAX_BODY_BYTES = 1 << 20
 # How often the serving thread looks for stop(); bounds how long stop() takes.
-SHUTDOWN_POLL_S = 0.05
 # Idle keep-alive connections are dropped after this, so stop() never waits on a silent client.
 CONNECTION_TIMEOUT_S = 30.0
 
@@ -1111,8 +1111,7 @@ class SapSimulator:
         self._faults: list[_Fault] = []
         self._hooks: list[_Hook] = []
         self._requests: list[RequestRecord] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundHttpServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -1125,28 +1124,16 @@ class SapSimulator:
         class Handler(_Handler):
             sim = simulator
 
-        server = ThreadingHTTPServer((self._host, self._port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL_S},
-            name="sap-simulator",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server = BackgroundHttpServer(Handler, host=self._host, port=self._port, name="sap-simulator")
+        self._server.start()
         event(log, logging.INFO, "sap_simulator_started", url=self.url)
 
     def stop(self) -> None:
         """Stop serving and release the port. Safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
+        server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5.0)
+        server.stop()
         event(log, logging.INFO, "sap_simulator_stopped")
 
     def __enter__(self) -> SapSimulator:
@@ -1161,11 +1148,7 @@ class SapSimulator:
         """``http://host:port`` of the running simulator (the services are under their roots)."""
         if self._server is None:
             raise RuntimeError("the SAP simulator is not running")
-        host, port = self._server.server_address[:2]
-        host_text = host.decode() if isinstance(host, bytes) else str(host)
-        if ":" in host_text:
-            host_text = f"[{host_text}]"
-        return f"http://{host_text}:{port}"
+        return self._server.base_url
 
     # -- inspection ---------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -43,6 +43,7 @@ from plantwatch.gateway.webhook import (
     SignatureError,
     verify_signature,
 )
+from plantwatch.httpserver import BackgroundHttpServer
 from plantwatch.log import event
 
 log = logging.getLogger("plantwatch.simulators.webhook")
@@ -51,8 +52,6 @@ MAX_BODY_BYTES = 1_000_000
 """Largest request body accepted (413 beyond): a notification's texts are a few kB."""
 CONNECTION_TIMEOUT_S = 30.0
 """An idle keep-alive connection is closed after this long, so stop() never waits on a silent client."""
-SHUTDOWN_POLL_S = 0.05
-"""How often the server thread checks for stop(); bounds how long stop() takes."""
 
 _NOTIFICATION_FIELDS = {
     "correlation_id": str,
@@ -167,8 +166,7 @@ class WebhookReceiver:
         self._counters = {"notification": 0, "hold": 0}
         self._faults: list[_Fault] = []
         self._requests: list[ReceivedRequest] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundHttpServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -181,28 +179,18 @@ class WebhookReceiver:
         class Handler(_Handler):
             owner = receiver
 
-        server = ThreadingHTTPServer((self._host, self._port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL_S},
-            name="webhook-receiver",
-            daemon=True,
+        self._server = BackgroundHttpServer(
+            Handler, host=self._host, port=self._port, name="webhook-receiver"
         )
-        self._thread.start()
+        self._server.start()
         event(log, logging.INFO, "webhook_receiver_started", url=self.url)
 
     def stop(self) -> None:
         """Stop serving and release the port. Safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
+        server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5.0)
+        server.stop()
         event(log, logging.INFO, "webhook_receiver_stopped")
 
     def __enter__(self) -> WebhookReceiver:
@@ -217,11 +205,7 @@ class WebhookReceiver:
         """The base URL to give the adapter: ``http://127.0.0.1:<port><base_path>``."""
         if self._server is None:
             raise RuntimeError("the webhook receiver is not running")
-        host, port = self._server.server_address[:2]
-        host_text = host.decode() if isinstance(host, bytes) else str(host)
-        if ":" in host_text:
-            host_text = f"[{host_text}]"
-        return f"http://{host_text}:{port}{self._base_path}"
+        return f"{self._server.base_url}{self._base_path}"
 
     # -- test hooks ---------------------------------------------------------------------------------
 

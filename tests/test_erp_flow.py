@@ -43,22 +43,18 @@ def sap_gateway(tmp_path: Path, broker, sap: SapSimulator, **options: object) ->
     )
 
 
-def site_alert(**fields):
-    return alert(**fields)
-
-
 def test_closed_loop_creates_one_notification_and_escalates_it(
     tmp_path: Path, broker, sap, publisher
 ) -> None:
     gateway = sap_gateway(tmp_path, broker, sap, policy={"create_on": "warning", "update_interval_s": 3600.0})
     gateway.start()
     try:
-        first = site_alert(state="warning", seq=1)
+        first = alert(state="warning", seq=1)
         publisher.record(first)
         publisher.record(first)  # a copy (a resend after a reconnect)
-        publisher.record(site_alert(state="warning", seq=2, at=T0 + 60))
+        publisher.record(alert(state="warning", seq=2, at=T0 + 60))
         wait_until(lambda: sap.notifications(), timeout_s=20, what="the notification in SAP")
-        publisher.record(site_alert(state="alarm", seq=3, at=T0 + 120))
+        publisher.record(alert(state="alarm", seq=3, at=T0 + 120))
         wait_until(
             lambda: [n["MaintPriority"] for n in sap.notifications()] == ["2"],
             timeout_s=20,
@@ -80,8 +76,8 @@ def test_advisory_creates_nothing_until_a_planner_approves(tmp_path: Path, broke
     gateway = sap_gateway(tmp_path, broker, sap, approval="advisory")
     gateway.start()
     try:
-        publisher.record(site_alert(seq=1))
-        publisher.record(site_alert(asset="fan-2", seq=2))
+        publisher.record(alert(seq=1))
+        publisher.record(alert(asset="fan-2", seq=2))
         wait_until(
             lambda: len(gateway.documents("awaiting_approval")) == 2, timeout_s=20, what="2 recommendations"
         )
@@ -122,8 +118,8 @@ def test_shadow_mode_creates_nothing_and_records_what_it_would_have(
     gateway = sap_gateway(tmp_path, broker, sap, approval="shadow")
     gateway.start()
     try:
-        publisher.record(site_alert(seq=1))
-        publisher.record(site_alert(seq=2, at=T0 + 60))
+        publisher.record(alert(seq=1))
+        publisher.record(alert(seq=2, at=T0 + 60))
         wait_until(lambda: "repeat" in gateway.decisions(), timeout_s=20, what="the repeat in the ledger")
         assert gateway.decisions() == ["shadow", "repeat"]
         assert [d["status"] for d in gateway.documents()] == ["shadow"]
@@ -138,7 +134,7 @@ def test_a_wrong_erp_password_dead_letters_with_the_erps_message(
     gateway = sap_gateway(tmp_path, broker, sap, password="wrong-secret")
     gateway.start()
     try:
-        publisher.record(site_alert(seq=1))
+        publisher.record(alert(seq=1))
         wait_until(lambda: gateway.rows("SELECT * FROM dead_letters"), timeout_s=20, what="a dead letter")
         (letter,) = gateway.rows("SELECT source, reason, correlation_id FROM dead_letters")
         assert letter["source"] == "erp" and "401" in letter["reason"]
@@ -158,7 +154,7 @@ def test_the_erp_busy_for_a_while_then_back_gets_every_document_once(
     try:
         assets = [f"pump-{i}" for i in range(5)]
         for seq, asset in enumerate(assets, start=1):
-            publisher.record(site_alert(asset=asset, seq=seq, episode=rfc3339(T0 - 100)))
+            publisher.record(alert(asset=asset, seq=seq, episode=rfc3339(T0 - 100)))
         wait_until(lambda: len(gateway.documents("open")) == 5, timeout_s=60, what="5 documents open")
         assert sorted(n["TechnicalObject"] for n in sap.notifications()) == sorted(a.upper() for a in assets)
         assert any("erp_retry" in line for line in gateway.log().splitlines())
@@ -171,7 +167,7 @@ def test_a_gateway_killed_between_the_erp_call_and_its_ledger_creates_no_duplica
 ) -> None:
     gateway = sap_gateway(tmp_path, broker, sap)
     gateway.start(env={"PLANTWATCH_FAULT_INJECTION": "crash-after-erp-create"})
-    publisher.record(site_alert(seq=1))
+    publisher.record(alert(seq=1))
     wait_until(
         lambda: gateway.process is not None and gateway.process.poll() is not None,
         timeout_s=20,

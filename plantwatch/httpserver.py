@@ -1,0 +1,56 @@
+"""A threading HTTP server on its own daemon thread: the gateway's API and the simulators' services.
+
+Binding happens when the object is made (port 0: a free port, read it back from :attr:`port`); requests
+are served from :meth:`start` until :meth:`stop`, which may be called more than once.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SHUTDOWN_POLL_S = 0.05
+"""How often the serving loop looks for a shutdown request: a stop returns within this."""
+
+
+class BackgroundHttpServer:
+    """``handler`` served on ``host``:``port`` by a daemon thread named ``name``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str, port: int, name: str) -> None:
+        self.name = name
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self.httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` (an IPv6 host in brackets)."""
+        host = self.httpd.server_address[0]
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://[{text}]:{self.port}" if ":" in text else f"http://{text}:{self.port}"
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_S},
+            name=self.name,
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port (again: nothing)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(timeout=5.0)
+        self.httpd.server_close()
