@@ -234,11 +234,18 @@ def test_a_disk_budget_hit_during_an_outage_thins_health_records_and_delivers_ev
     wait_until(lambda: plant.check_running() or plant.machine_done(), timeout_s=240, what="the stream to end")
     wait_until(lambda: everything_arrived(plant), timeout_s=120, what="the rest to drain")
     # the gateway declares the thinned records missing once the agent says its buffer is empty
-    wait_until(lambda: confirmed_gaps(plant) == thinned(plant), timeout_s=30, what="the gaps to be confirmed")
-
+    wait_until(
+        lambda: len(arrived(plant)) + confirmed_gaps(plant) >= last_seq(plant),
+        timeout_s=30,
+        what="the gaps to be confirmed",
+    )
     records = arrived(plant)
-    assert len(records) + thinned(plant) == last_seq(plant)
     assert len({seq for _, seq, _ in records}) == len(records)  # nothing twice
+    # every seq arrived or was declared missing, never both
+    assert len(records) + confirmed_gaps(plant) == last_seq(plant)
+    # A record the broker took just as it stopped may still reach the gateway although its PUBACK never
+    # came back to the agent, which then thinned it: at most as many gaps as records thinned.
+    assert 0 < confirmed_gaps(plant) <= thinned(plant)
     stored = stored_alerts(plant)
     assert {mid for kind, _, mid in records if kind == "alert"} == {mid for _, _, mid in stored}
     assert "buffer_near_limit" in agent_log(plant)
