@@ -26,9 +26,12 @@ Example::
     [approval]
     mode = "advisory"               # shadow | advisory | closed_loop; per asset/failure mode: the API
 
-    [api]
+    [api]                           # the planner's web page and the HTTP API, on one port
     listen = "127.0.0.1"
     port = 8470
+    tls_cert = "/etc/plantwatch/gateway.pem"   # HTTPS (both or neither); session cookies become Secure
+    tls_key = "/etc/plantwatch/gateway.key"
+    secure_cookies = false          # true behind a proxy that speaks TLS for the gateway
 
     [inbox]
     health_retention_s = 86400      # keep health record ids a day to drop copies resent after a reconnect
@@ -36,6 +39,7 @@ Example::
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -109,10 +113,26 @@ class QualitySettings:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """The HTTP API (approvals, modes, ledger, dead letters); port 0 turns it off."""
+    """The web page and the HTTP API (approvals, modes, ledger, dead letters); port 0 turns both off."""
 
     listen: str = "127.0.0.1"
     port: int = field(default=8470, metadata={"check": lambda v: 0 <= v <= 65535 or "must be 0..65535"})
+    tls_cert: str = ""
+    tls_key: str = ""
+    secure_cookies: bool = False
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (both or neither)")
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, or ``None`` for plain HTTP."""
+        if not self.tls_cert:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,11 @@ from plantwatch.contract import (
     parse_record,
     parse_record_topic,
 )
+from plantwatch.gateway import views
 from plantwatch.gateway.api import ApiServer
 from plantwatch.gateway.config import GatewaySettings, workflow_policy
 from plantwatch.gateway.erp import ErpAdapter, ErpDocument, ErpError, NotificationUpdate
+from plantwatch.gateway.events import EventBus
 from plantwatch.gateway.policy import hold_request, notification_request
 from plantwatch.gateway.resilience import Backoff, CircuitBreaker
 from plantwatch.gateway.sequence import Arrival
@@ -61,6 +63,7 @@ from plantwatch.gateway.store import (
     Document,
     GatewayStore,
     Incoming,
+    NotFound,
     RecordIn,
     RecordTaken,
     StatusTaken,
@@ -82,8 +85,10 @@ caps a backlog drain at a few hundred records a second; one per batch lifts it t
 stays short enough (tens of milliseconds) not to hold the ERP worker back."""
 
 
-def parse_agent_status(site: str, agent: str, payload: bytes) -> AgentStatus:
+def parse_agent_status(site: str, agent: str, payload: bytes, *, retained: bool = False) -> AgentStatus:
     """What the gateway uses of agent ``agent``'s status payload; :class:`PayloadError` names a bad field.
+
+    ``retained``: the broker's retained copy, delivered on (re)subscription (shown, confirms no gaps).
 
     ``last_seq``, ``buffered_records`` and ``buffer.records_thinned`` are optional (older agents send none
     of them); when present they must be integers within ``0`` … ``MAX_SEQ``. ``site`` and ``agent``, when
@@ -111,7 +116,16 @@ def parse_agent_status(site: str, agent: str, payload: bytes) -> AgentStatus:
             isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ
         ):
             raise PayloadError(f"{name}: expected an integer within 0..{MAX_SEQ}, got {value!r}")
-    return AgentStatus(site, agent, **fields)
+    models = {name: body.get(name) for name in ("model", "classifier")}
+    summary = {
+        "state": body.get("state") if body.get("state") in ("online", "offline") else "unknown",
+        "ts": body.get("ts") if isinstance(body.get("ts"), str) else None,
+        "buffered_records": fields["buffered_records"],
+        "buffer_percent": buffer.get("percent") if isinstance(buffer, dict) else None,
+        **{name: value if isinstance(value, dict) else None for name, value in models.items()},
+        "assets": body.get("assets") if isinstance(body.get("assets"), dict) else {},
+    }
+    return AgentStatus(site, agent, **fields, summary=summary, retained=retained)
 
 
 def make_adapter(settings: GatewaySettings) -> ErpAdapter:
@@ -193,6 +207,7 @@ class GatewayService:
             manual_ack=True,
         )
         self.api: ApiServer | None = None
+        self.events = EventBus(self._render)
         self.wake_worker = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -239,8 +254,6 @@ class GatewayService:
         """Take a dead-lettered MQTT message again (from the API's thread); what became of it."""
         message = Message(topic=topic, payload=payload, qos=1, retain=False, mid=0)
         item = self._incoming(message)
-        if item is None:
-            return "left aside"
         if self._take_items([item]):
             self.wake()
         return f"dead letter again: {item.reason}" if isinstance(item, DeadLetter) else "taken"
@@ -266,6 +279,9 @@ class GatewayService:
                 changed=self.wake,
                 replay_message=self.replay_message,
                 status=self.counters,
+                events=self.events,
+                tls=self.settings.api.tls_context(),
+                secure_cookies=self.settings.api.secure_cookies,
             )
             self.api.start()
         await self.client.start()
@@ -310,11 +326,11 @@ class GatewayService:
 
     def _take(self, messages: list[Message]) -> bool:
         """Store a batch of messages in one transaction; True if a document became due for the ERP."""
-        items = [item for item in map(self._incoming, messages) if item is not None]
-        return self._take_items(items)
+        return self._take_items([self._incoming(message) for message in messages])
 
     def _take_items(self, items: list[Incoming]) -> bool:
         results = self.store.take(items, now_s=self.clock.now())
+        self._publish(results)
         due = False
         for item, taken in zip(items, results, strict=True):
             if isinstance(item, DeadLetter):
@@ -336,8 +352,8 @@ class GatewayService:
                 due = self._report(taken) or due
         return due
 
-    def _incoming(self, message: Message) -> Incoming | None:
-        """What a message is for the store; ``None`` for one to leave aside (a retained agent status)."""
+    def _incoming(self, message: Message) -> Incoming:
+        """What a message is for the store."""
         kind = message.topic.rsplit("/", 1)[-1]
         try:
             if kind == "context":
@@ -349,12 +365,9 @@ class GatewayService:
                 return ContextIn(context)
             if kind == "status":
                 site, agent = parse_agent_status_topic(message.topic)
-                status = parse_agent_status(site, agent, message.payload)
-                if message.retain:
-                    # sent on (re)subscription, perhaps ahead of records still queued for this session
-                    event(log, logging.DEBUG, "retained_status_skipped", agent=agent)
-                    return None
-                return status
+                # a retained copy comes on (re)subscription, perhaps ahead of records still queued for
+                # this session: it is shown, not used to confirm gaps
+                return parse_agent_status(site, agent, message.payload, retained=message.retain)
             site, agent, asset, record_kind = parse_record_topic(message.topic)
             record = parse_record(message.payload)
             if (record.site, record.agent, record.asset) != (site, agent, asset):
@@ -367,6 +380,33 @@ class GatewayService:
         except PayloadError as error:
             return DeadLetter(source="mqtt", topic=message.topic, payload=message.payload, reason=str(error))
         return RecordIn(record)
+
+    def _publish(self, results: list[Taken]) -> None:
+        """Tell open web pages what the batch changed: each asset, agent and document once."""
+        if not self.events.listening:
+            return
+        changed: dict[tuple[str, str], None] = {}
+        for taken in results:
+            if isinstance(taken, RecordTaken) and not taken.duplicate:
+                changed[("asset", f"{taken.record.site}/{taken.record.asset}")] = None
+            elif isinstance(taken, StatusTaken):
+                changed[("agent", f"{taken.status.site}/{taken.status.agent}")] = None
+            if isinstance(taken, RecordTaken | ContextTaken):
+                changed.update((("document", cid), None) for cid in taken.due)
+        for kind, key in changed:
+            self.events.publish(kind, key)
+
+    def _render(self, kind: str, key: str) -> dict[str, object] | None:
+        """The data of a live update (the event bus calls this for :meth:`_publish`'s keys)."""
+        if kind == "document":
+            try:
+                return self.store.document(key).as_dict()
+            except NotFound:
+                return None
+        site, _, name = key.partition("/")
+        if kind == "asset":
+            return views.fleet_row(self.store, site, name)
+        return views.agent(self.store, site, name)
 
     def _report(self, taken: Taken) -> bool:
         """Count and log what became of a record or status; True if a document became due for the ERP."""
@@ -479,6 +519,12 @@ class GatewayService:
 
     def _call(self, action: str, document: Document) -> None:
         """One ERP call for ``document``; failures are classified, retried, dead-lettered."""
+        try:
+            self._erp_call(action, document)
+        finally:
+            self.events.publish("document", document.correlation_id)
+
+    def _erp_call(self, action: str, document: Document) -> None:
         try:
             if action == "create":
                 result = self._create(document)

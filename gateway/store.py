@@ -13,6 +13,12 @@
 - ``agent_sequence``: per agent, which seqs arrived (:class:`~plantwatch.gateway.sequence.AgentSequence`:
   ``contiguous`` and the JSON of the runs above it), also held in memory and written in the same
   transaction as the records that changed it.
+- ``asset_history``: per asset, a point (state, score, key features) at most every :data:`HISTORY_STEP_S` of
+  measurement time, and one for every alert and change of state; kept :data:`HISTORY_RETENTION_S`.
+  ``asset_latest.trend`` holds the newest :data:`TREND_POINTS` scores of it for the fleet page.
+- ``asset_spectrum``: per asset, the newest spectrum snapshot an agent sent (contract 1.3).
+- ``agent_status``: per agent, what its newest status says (online/offline, buffer, models, drift).
+- ``sessions``: the web page's logged-in sessions (hashes of their tokens).
 - ``sequence_gaps``: every gap confirmed by a drained agent status (``kind = 'gap'``: seqs ``first`` …
   ``last``, ``missing`` of them) and every reset (``kind = 'reset'``: ``first`` is the seq the agent
   restarted at, ``last`` the highest seen before, ``missing`` the seqs still open then, lost with it).
@@ -24,6 +30,8 @@ connection is shared by the receiver and the ERP worker threads; a lock keeps th
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import sqlite3
 import threading
@@ -41,6 +49,25 @@ from plantwatch.gateway.workflow import MODES, Policy, Workflow
 HEALTH_RETENTION_S = 86400.0
 """Default time a health record's id is kept to recognise a copy: a copy comes within minutes (a resend
 after a reconnect), a day covers a gateway that was down over night."""
+
+HISTORY_STEP_S = 60.0
+"""Measurement time between two points of an asset's score history (alerts and changes of state add more)."""
+HISTORY_RETENTION_S = 30 * 86400.0
+"""How long (by arrival) a point of the score history is kept."""
+TREND_POINTS = 24
+"""Scores in the fleet page's trend of an asset."""
+HISTORY_FEATURES = {
+    "velocity_mm_s": "velocity_rms_mm_s",
+    "rms_g": "rms_g",
+    "kurtosis": "kurtosis",
+    "crest_factor": "crest_factor",
+    "env_bpfo_g": "env_bpfo_g",
+    "env_bpfi_g": "env_bpfi_g",
+    "env_bsf_g": "env_bsf_g",
+    "env_ftf_g": "env_ftf_g",
+    "temperature_c": "temperature_c",
+}
+"""The features kept in the score history (name there → the record's feature name)."""
 
 PRUNE_INTERVAL_S = 60.0
 """Expired health ids are deleted at most this often: one DELETE a minute, not one per batch."""
@@ -317,6 +344,52 @@ MIGRATIONS = [
         disabled INTEGER NOT NULL DEFAULT 0
     )
     """,
+    # 4: what the planner's web page shows: score history, the latest spectrum, agent statuses, sessions
+    """
+    ALTER TABLE asset_latest ADD COLUMN threshold REAL;
+    ALTER TABLE asset_latest ADD COLUMN confidence REAL;
+    ALTER TABLE asset_latest ADD COLUMN iso_zone REAL;
+    ALTER TABLE asset_latest ADD COLUMN velocity_mm_s REAL;
+    ALTER TABLE asset_latest ADD COLUMN trend TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX asset_latest_by_state ON asset_latest (site, state);
+    CREATE INDEX inbox_by_asset ON inbox (site, asset, received_at);
+    CREATE INDEX documents_by_asset ON documents (site, asset, opened_at);
+    CREATE TABLE asset_history (
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        measured_at REAL NOT NULL,
+        received_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        score REAL NOT NULL,
+        threshold REAL NOT NULL,
+        features TEXT NOT NULL
+    );
+    CREATE INDEX asset_history_by_asset ON asset_history (site, asset, measured_at);
+    CREATE INDEX asset_history_by_time ON asset_history (received_at);
+    CREATE TABLE asset_spectrum (
+        site TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        measured_at REAL NOT NULL,
+        message_id TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        PRIMARY KEY (site, asset)
+    );
+    CREATE TABLE agent_status (
+        site TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        state TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        summary TEXT NOT NULL,
+        PRIMARY KEY (site, agent)
+    );
+    CREATE TABLE sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    )
+    """,
 ]
 
 
@@ -391,11 +464,16 @@ class AgentStatus:
     last_seq: int | None = None
     buffered_records: int | None = None
     records_thinned: int | None = None
+    summary: dict[str, object] | None = None
+    """What the web page shows of it (state, time, buffer, models, per-asset drift); kept per agent."""
+    retained: bool = False
+    """Delivered as the broker's retained message on (re)subscription: shown, but confirms no gaps (it may
+    come ahead of records still queued for the gateway's session)."""
 
     @property
     def drained(self) -> bool:
-        """True when the agent had nothing left to send up to ``last_seq``."""
-        return self.buffered_records == 0 and self.last_seq is not None
+        """True when the agent had nothing left to send up to ``last_seq`` (a live status only)."""
+        return self.buffered_records == 0 and self.last_seq is not None and not self.retained
 
 
 @dataclass(frozen=True)
@@ -483,6 +561,14 @@ class GatewayStore:
             for row in self.conn.execute("SELECT site, agent, sum(missing) FROM sequence_gaps GROUP BY 1, 2")
         }
         self._open_holes = {key: account.open_holes for key, account in self._sequences.items()}
+        # per asset: (measured_at, state) of its newest history point and its trend, as committed
+        self._history: dict[tuple[str, str], tuple[float, str, tuple[float, ...]]] = {}
+        for row in self.conn.execute(
+            "SELECT l.site, l.asset, max(h.measured_at), l.state, l.trend FROM asset_latest l"
+            " JOIN asset_history h ON h.site = l.site AND h.asset = l.asset GROUP BY 1, 2"
+        ):
+            self._history[(row[0], row[1])] = (row[2], row[3], tuple(json.loads(row[4])))
+        self._batch_history: dict[tuple[str, str], tuple[float, str, tuple[float, ...]]] = {}
 
     def close(self) -> None:
         """Close the database."""
@@ -493,6 +579,16 @@ class GatewayStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock, transaction(self.conn) as conn:
             yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for queries (:mod:`~plantwatch.gateway.views`), while no other thread uses it."""
+        with self._lock:
+            yield self.conn
+
+    def writing(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """The connection inside a transaction, while no other thread uses it."""
+        return self._write()
 
     # --- inbox and dead letters ----------------------------------------------------------------------
 
@@ -542,6 +638,7 @@ class GatewayStore:
         touched: dict[tuple[str, str], AgentSequence] = {}
         results: list[Taken] = []
         prune = now_s - self._pruned_at >= PRUNE_INTERVAL_S
+        self._batch_history = {}
         with self._write() as conn:
             for item in items:
                 if isinstance(item, RecordIn):
@@ -569,9 +666,13 @@ class GatewayStore:
                 )
             if prune:
                 conn.execute("DELETE FROM received WHERE received_at < ?", (now_s - self.health_retention_s,))
+                conn.execute(
+                    "DELETE FROM asset_history WHERE received_at < ?", (now_s - HISTORY_RETENTION_S,)
+                )
         if prune:
             self._pruned_at = now_s
         self._sequences.update(touched)
+        self._history.update(self._batch_history)
         self._summarise(results, touched)
         return results
 
@@ -605,11 +706,16 @@ class GatewayStore:
         if not inserted:
             return RecordTaken(record, duplicate=True)
         observation = self._observe(conn, record, touched, now_s)
+        measured_at = parse_rfc3339(record.ts)
         conn.execute(
-            "INSERT INTO asset_latest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, asset) DO UPDATE SET"
+            "INSERT INTO asset_latest (site, asset, agent, state, score, failure_mode, seq, message_id, measured_at,"
+            " received_at, threshold, confidence, iso_zone, velocity_mm_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?) ON CONFLICT (site, asset) DO UPDATE SET"
             " agent = excluded.agent, state = excluded.state, score = excluded.score,"
             " failure_mode = excluded.failure_mode, seq = excluded.seq, message_id = excluded.message_id,"
-            " measured_at = excluded.measured_at, received_at = excluded.received_at"
+            " measured_at = excluded.measured_at, received_at = excluded.received_at,"
+            " threshold = excluded.threshold, confidence = excluded.confidence, iso_zone = excluded.iso_zone,"
+            " velocity_mm_s = excluded.velocity_mm_s"
             " WHERE excluded.measured_at >= asset_latest.measured_at",
             (
                 record.site,
@@ -620,15 +726,73 @@ class GatewayStore:
                 record.failure_mode,
                 record.seq,
                 record.id,
-                parse_rfc3339(record.ts),
+                measured_at,
                 now_s,
+                record.threshold,
+                record.confidence,
+                record.features.get("iso_zone"),
+                record.features.get("velocity_rms_mm_s"),
             ),
         )
+        self._add_history(conn, record, measured_at, now_s)
+        if getattr(record, "spectrum", None) is not None:
+            conn.execute(
+                "INSERT INTO asset_spectrum VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset) DO UPDATE SET"
+                " measured_at = excluded.measured_at, message_id = excluded.message_id,"
+                " snapshot = excluded.snapshot WHERE excluded.measured_at >= asset_spectrum.measured_at",
+                (
+                    record.site,
+                    record.asset,
+                    measured_at,
+                    record.id,
+                    json.dumps(json.loads(record.to_json())["spectrum"]),
+                ),
+            )
         if record.is_alert:
             due = self.workflow.on_alert(conn, record, now_s)
         else:
             due = self.workflow.on_health(conn, record, now_s)
         return RecordTaken(record, duplicate=False, observation=observation, due=tuple(due))
+
+    def _add_history(
+        self, conn: sqlite3.Connection, record: Record, measured_at: float, now_s: float
+    ) -> None:
+        """A point of the asset's score history: every alert and change of state, else one per step."""
+        key = (record.site, record.asset)
+        last = self._batch_history.get(key) or self._history.get(key)
+        if last is not None:
+            last_at, last_state, trend = last
+            if measured_at < last_at and not record.is_alert:
+                return  # an older health record of a backlog: the history has this stretch already
+            if not record.is_alert and record.state == last_state and measured_at - last_at < HISTORY_STEP_S:
+                return
+        else:
+            trend = ()
+        features = {
+            name: record.features[source]
+            for name, source in HISTORY_FEATURES.items()
+            if source in record.features
+        }
+        conn.execute(
+            "INSERT INTO asset_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.site,
+                record.asset,
+                measured_at,
+                now_s,
+                record.state,
+                record.score,
+                record.threshold,
+                json.dumps(features, separators=(",", ":")),
+            ),
+        )
+        if last is None or measured_at >= last[0]:
+            trend = (*trend, record.score)[-TREND_POINTS:]
+            conn.execute(
+                "UPDATE asset_latest SET trend = ? WHERE site = ? AND asset = ?",
+                (json.dumps(trend), record.site, record.asset),
+            )
+            self._batch_history[key] = (measured_at, record.state, trend)
 
     def _account(
         self, key: tuple[str, str], touched: dict[tuple[str, str], AgentSequence]
@@ -676,6 +840,18 @@ class GatewayStore:
         touched: dict[tuple[str, str], AgentSequence],
         now_s: float,
     ) -> StatusTaken:
+        if status.summary is not None:
+            conn.execute(
+                "INSERT INTO agent_status VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, agent) DO UPDATE SET"
+                " state = excluded.state, received_at = excluded.received_at, summary = excluded.summary",
+                (
+                    status.site,
+                    status.agent,
+                    str(status.summary.get("state") or "unknown"),
+                    now_s,
+                    json.dumps(status.summary, separators=(",", ":")),
+                ),
+            )
         if not status.drained:
             return StatusTaken(status)
         account = self._account((status.site, status.agent), touched)
@@ -1182,8 +1358,11 @@ class GatewayStore:
         since_s: float | None = None,
         until_s: float | None = None,
         limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
     ) -> list[dict[str, object]]:
-        """Ledger rows, oldest first, filtered by asset, decision, user and time ``[since_s, until_s)``."""
+        """Ledger rows, oldest (or newest) first, filtered by asset, decision, user and time
+        ``[since_s, until_s)``, ``limit`` of them after the first ``offset``."""
         query, params = "SELECT * FROM ledger WHERE 1", []
         for column, value in (("asset", asset), ("decision", decision), ("actor", actor)):
             if value is not None:
@@ -1192,9 +1371,9 @@ class GatewayStore:
             query, params = query + " AND at >= ?", [*params, since_s]
         if until_s is not None:
             query, params = query + " AND at < ?", [*params, until_s]
-        query += " ORDER BY id"
-        if limit is not None:
-            query, params = query + " LIMIT ?", [*params, limit]
+        query += " ORDER BY id DESC" if newest_first else " ORDER BY id"
+        if limit is not None or offset:
+            query, params = query + " LIMIT ? OFFSET ?", [*params, -1 if limit is None else limit, offset]
         with self._lock:
             return [dict(row) for row in self.conn.execute(query, params)]
 

@@ -6,6 +6,7 @@ are served from :meth:`start` until :meth:`stop`, which may be called more than 
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,12 +15,26 @@ SHUTDOWN_POLL_S = 0.05
 
 
 class BackgroundHttpServer:
-    """``handler`` served on ``host``:``port`` by a daemon thread named ``name``."""
+    """``handler`` served on ``host``:``port`` by a daemon thread named ``name``; HTTPS with ``tls``."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str, port: int, name: str) -> None:
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        host: str,
+        port: int,
+        name: str,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.name = name
+        self.tls = tls
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            # the handshake happens in the request's thread, on its first read, not in the accept loop
+            self.httpd.socket = tls.wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -30,10 +45,11 @@ class BackgroundHttpServer:
 
     @property
     def base_url(self) -> str:
-        """``http://host:port`` (an IPv6 host in brackets)."""
+        """``http(s)://host:port`` (an IPv6 host in brackets)."""
         host = self.httpd.server_address[0]
         text = host.decode() if isinstance(host, bytes) else str(host)
-        return f"http://[{text}]:{self.port}" if ":" in text else f"http://{text}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://[{text}]:{self.port}" if ":" in text else f"{scheme}://{text}:{self.port}"
 
     def start(self) -> None:
         """Serve in the background."""

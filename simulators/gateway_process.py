@@ -144,6 +144,7 @@ class Gateway:
         )
         token = base64.b64encode(f"{user}:{USERS[user][1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+        request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=10) as reply:
                 return reply.status, json.loads(reply.read())

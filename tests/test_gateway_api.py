@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from plantwatch.clock import ManualClock
-from plantwatch.gateway import api as api_module
+from plantwatch.gateway import access
 from plantwatch.gateway.api import ApiServer
 from plantwatch.gateway.cli import main as gateway_main
 from plantwatch.gateway.store import GatewayStore
@@ -57,6 +57,8 @@ def call(
     """``(status, decoded body)`` of one request as ``user``."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(server.url + path, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if user is not None:
         secret = password if password is not None else PASSWORDS[user]
         request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode())
@@ -178,7 +180,7 @@ def test_only_administrators_replay_dead_letters(server: ApiServer, store: Gatew
 def test_repeated_wrong_passwords_lock_the_user_out(
     server: ApiServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for _ in range(api_module.MAX_FAILED_LOGINS):
+    for _ in range(access.MAX_FAILED_LOGINS):
         assert call(server, "GET", "/status", "pat", password="guess")[0] == 401
     assert call(server, "GET", "/status", "pat", password="guess")[0] == 429
     assert call(server, "GET", "/status", "pat")[0] == 429  # even the right password waits

@@ -78,10 +78,18 @@ def status_payload(**fields: object) -> bytes:
 
 
 def test_parse_agent_status_reads_the_sequence_fields_and_tolerates_older_agents() -> None:
-    payload = status_payload(last_seq=41, buffered_records=0, buffer={"records_thinned": 7})
-    assert parse_agent_status(SITE, AGENT, payload) == AgentStatus(SITE, AGENT, 41, 0, 7)
+    payload = status_payload(last_seq=41, buffered_records=0, buffer={"records_thinned": 7, "percent": 2.5})
+    status = parse_agent_status(SITE, AGENT, payload)
+    assert (status.last_seq, status.buffered_records, status.records_thinned) == (41, 0, 7)
+    assert status.drained and not status.retained
+    assert status.summary is not None
+    assert (status.summary["state"], status.summary["buffer_percent"]) == ("online", 2.5)
     older = parse_agent_status(SITE, AGENT, status_payload(buffered_records=3))
-    assert older == AgentStatus(SITE, AGENT, None, 3, None) and not older.drained
+    assert (older.last_seq, older.buffered_records, older.records_thinned) == (None, 3, None)
+    assert not older.drained
+    # the broker's retained copy is shown but confirms no gaps
+    retained = parse_agent_status(SITE, AGENT, payload, retained=True)
+    assert retained.summary == status.summary and not retained.drained
 
 
 @pytest.mark.parametrize(

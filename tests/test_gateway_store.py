@@ -418,7 +418,7 @@ def test_the_file_is_in_wal_mode_with_its_migrations_recorded(tmp_path: Path) ->
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert [row[0] for row in conn.execute("SELECT number FROM schema_migrations")] == [1, 2, 3]
+        assert [row[0] for row in conn.execute("SELECT number FROM schema_migrations")] == [1, 2, 3, 4]
     finally:
         conn.close()
 
