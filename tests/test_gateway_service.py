@@ -29,7 +29,6 @@ from plantwatch.contract import (
 from plantwatch.gateway.config import ApiSettings, GatewaySettings, PolicySettings
 from plantwatch.gateway.erp import ErpDocument, NotificationRequest
 from plantwatch.gateway.service import GatewayService, parse_agent_status
-from plantwatch.gateway.store import AgentStatus
 from plantwatch.simulators.plant import Broker
 from tests.test_sequence import record
 
