@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" != 0 ] && command -v sudo)
 
-.PHONY: setup demo test lint models evaluate clean mosquitto
+.PHONY: setup demo test lint models evaluate clean mosquitto browser bench-web
 
 setup: $(VENV)/.installed mosquitto
 
@@ -25,14 +25,25 @@ mosquitto:
 		|| { echo "Could not install Mosquitto. Install it yourself (apt-get install mosquitto) and run make again."; exit 1; }; \
 	else echo "Mosquitto is missing and apt-get is not available: install the mosquitto broker and run make again."; exit 1; fi
 
+# The web page's tests drive a headless Chromium through its WebDriver, both from the distribution.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		echo "Chromium or its driver is missing: installing them from the distribution's packages"; \
+		( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null ) \
+		|| { echo "Could not install Chromium. Install it yourself (apt-get install chromium chromium-driver) and run make again."; exit 1; }; \
+	else echo "Chromium and chromedriver are missing and apt-get is not available: install them and run make again."; exit 1; fi
+
+# make demo DEMO_FLAGS=--keep-running keeps the plant and its web page up after the checks (Ctrl-C ends it)
+DEMO_FLAGS ?=
 demo: setup
-	$(BIN)/python -m plantwatch.simulators.demo
+	$(BIN)/python -m plantwatch.simulators.demo $(DEMO_FLAGS)
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup lint
+test: setup browser lint
 	$(BIN)/pytest
 
 # Rebuild the shipped default models (needs the [train] extra: pip install -e '.[train]').

@@ -356,6 +356,15 @@ def _int(query: dict[str, str], name: str, default: int) -> int:
         raise HttpError(400, f"{name}: {value!r} is not a whole number") from None
 
 
+def _json_body(raw: bytes) -> Any:
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HttpError(400, "the request body is not JSON") from None
+
+
 def _time(query: dict[str, str], name: str) -> float | None:
     value = query.get(name)
     if not value:
@@ -401,9 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
             if path == PREFIX + "/events" and method == "GET":
                 self._stream(self._caller(method))
                 return
-            body = self._body()
+            raw = self._raw_body()
             caller = self._caller(method)
-            result = api.handle(method, path, query, body, caller)
+            result = api.handle(method, path, query, _json_body(raw), caller)
         except HttpError as error:
             self.send_json(error.status, {"error": error.message}, error.headers)
             return
@@ -502,17 +511,12 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             subscription.close()
 
-    def _body(self) -> Any:
+    def _raw_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the unread body must not be taken for the next request
             raise HttpError(413, f"request body over {MAX_BODY_BYTES} bytes")
-        if not length:
-            return {}
-        raw = self.rfile.read(length)
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise HttpError(400, "the request body is not JSON") from None
+        return self.rfile.read(length) if length else b""
 
     def send_json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
         self.send(status, "application/json", json.dumps(value, default=str).encode(), headers)

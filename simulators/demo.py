@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import secrets
 import sys
 import tempfile
 import time
@@ -35,6 +37,8 @@ from plantwatch.simulators.fleet import FleetAsset
 from plantwatch.simulators.mes import MesSimulator, PlanStep
 from plantwatch.simulators.plant import LOT_QUANTITY, MATERIAL, SAP_PLANT, Plant, PlantError
 
+WEB_USERS = {"planner": "planner", "admin": "administrator", "viewer": "viewer"}
+"""The web page's users the demo makes (name → role), each with a new random password it prints."""
 SETTLE_QUIET_S = 3.0
 """After the machine has sent everything, the demo takes alerts until none came for this long, then judges
 the assets: while the agent still works through its buffer, pump-7's alarm repeats every simulated hour
@@ -209,6 +213,8 @@ async def run(args: argparse.Namespace) -> int:
         erp=args.erp,
         orders=tuple(str(step.production_order) for step in plan),
         start_epoch_s=start_epoch_s,
+        web_users={name: (role, secrets.token_urlsafe(9)) for name, role in WEB_USERS.items()},
+        **({"api_port": args.web_port} if args.web_port else {}),
     )
     erp_name = "Tryton 8.2 (a real server)" if args.erp == "tryton" else "SAP S/4HANA (simulator)"
     # the demo's own observer reconnects after the outage like any client; its warnings are not news here
@@ -229,6 +235,10 @@ async def run(args: argparse.Namespace) -> int:
             f"Mosquitto on 127.0.0.1:{plant.broker.port} (TLS, passwords, ACL from systemd/); "
             f"{erp_name} at {erp_url}; the gateway's API at http://127.0.0.1:{plant.api_port}/api/v1",
         )
+        logins = ", ".join(
+            f"{name} / {password} ({role})" for name, (role, password) in plant.web_users.items()
+        )
+        say(started, f"the planner's web page: {plant.page_url}  log in as {logins}")
         mes = MesSimulator(
             BrokerSettings(
                 host="127.0.0.1",
@@ -345,6 +355,13 @@ async def run(args: argparse.Namespace) -> int:
         if rss is not None:
             print(f"\nagent peak memory (RSS): {rss:.0f} MB")
         print(f"\ndemo finished in {time.monotonic() - started:.1f} s; logs and state in {plant.workdir}")
+        print(f"the planner's web page: {plant.page_url}  ({logins})")
+        if args.keep_running:
+            print("keeping the plant running for the web page: press Ctrl-C to stop")
+            with contextlib.suppress(asyncio.CancelledError):
+                while True:
+                    plant.check_running()
+                    await asyncio.sleep(1.0)
         return 0
     except PlantError as error:
         say(started, f"demo failed: {error}")
@@ -431,9 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lot-hours", type=float, default=8.0, help="simulated hours per production order (default 8)"
     )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the checks, keep the plant and the web page up until Ctrl-C",
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=0, help="port of the gateway's web page and API (default: a free one)"
+    )
     parser.add_argument("--workdir", help="keep logs and state here (default: a new temporary directory)")
     parser.add_argument("--verbose", action="store_true", help="print the tails of the logs at the end")
-    return asyncio.run(run(parser.parse_args(argv)))
+    try:
+        return asyncio.run(run(parser.parse_args(argv)))
+    except KeyboardInterrupt:
+        return 130  # the plant was stopped on the way out
 
 
 if __name__ == "__main__":

@@ -185,6 +185,8 @@ class Plant:
     running production in Tryton; a batch in stock in SAP, lot ``LOT-<order>``)."""
     start_epoch_s: float = field(default_factory=lambda: float(int(time.time())))
     """The simulated stream's start (Unix seconds): measurement times are this plus simulated time."""
+    web_users: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Users of the gateway's web page and API: name → (role, password), written before it starts."""
     production_ids: dict[str, int] = field(default_factory=dict)
     """Tryton's production id of each order."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -312,8 +314,29 @@ class Plant:
                 status_interval_s=self.status_interval_s,
             )
         )
+        self.add_web_users()
         self.start_gateway()
         self.start_agent(password=agent_password)
+
+    def add_web_users(self) -> None:
+        """Write :attr:`web_users` into the gateway's database (before the gateway opens it)."""
+        from plantwatch.gateway.store import GatewayStore
+        from plantwatch.gateway.users import hash_password
+
+        if not self.web_users:
+            return
+        (self.workdir / "gateway").mkdir(parents=True, exist_ok=True)
+        store = GatewayStore(self.workdir / "gateway" / "gateway.sqlite")
+        try:
+            for name, (role, password) in self.web_users.items():
+                store.put_user(name, role=role, password_hash=hash_password(password), now_s=time.time())
+        finally:
+            store.close()
+
+    @property
+    def page_url(self) -> str:
+        """The planner's web page."""
+        return f"http://127.0.0.1:{self.api_port}/"
 
     @property
     def asset(self) -> str:
