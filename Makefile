@@ -60,5 +60,10 @@ evaluate: setup
 		--train-sizes 0.007,0.021 --test-sizes 0.014 $(EVALUATE_FLAGS)
 	$(BIN)/plantwatch-models evaluate run-to-failure $(DATA)/femto_pronostia/Learning_set/Bearing3_1
 
+# The web page's benchmark (headless Chromium; not part of make test): BENCH_FLAGS=--json for one JSON line
+BENCH_FLAGS ?=
+bench-web: setup browser
+	$(BIN)/python bench/web.py $(BENCH_FLAGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
