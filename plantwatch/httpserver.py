@@ -7,11 +7,22 @@ are served from :meth:`start` until :meth:`stop`, which may be called more than 
 from __future__ import annotations
 
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SHUTDOWN_POLL_S = 0.05
 """How often the serving loop looks for a shutdown request: a stop returns within this."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # a browser that navigates away closes its connections mid-answer: not an error of the server
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 class BackgroundHttpServer:
@@ -28,8 +39,7 @@ class BackgroundHttpServer:
     ) -> None:
         self.name = name
         self.tls = tls
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         if tls is not None:
             # the handshake happens in the request's thread, on its first read, not in the accept loop
             self.httpd.socket = tls.wrap_socket(
