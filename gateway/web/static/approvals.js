@@ -59,7 +59,7 @@ const reloadSoon = coalesce(loadList, RELOAD_MS);
 function renderCount() {
   const open = [...entries.values()].filter((entry) => !entry.settled && !entry.decided).length;
   $('#approvals-count').textContent = open ? `${open} waiting` : '';
-  $('#approvals-empty').hidden = entries.size > 0;
+  $('#approvals-empty').hidden = open > 0; // decided ones stay below it until the page is reloaded
 }
 
 // --- one recommendation -------------------------------------------------------------------------------

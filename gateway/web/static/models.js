@@ -60,7 +60,7 @@ function renderModels(rows) {
         el('td', { class: 'nowrap' }, agentBadge(agent.state), agent.status_at ? el('span', { class: 'muted' }, ' status ', timeAgo(agent.status_at)) : null),
         el('td', {}, modelRef(agent.model)),
         el('td', {}, modelRef(agent.classifier)),
-        el('td', {}, evaluation('anomaly model', agent.model), evaluation('classifier', agent.classifier)),
+        el('td', {}, evaluation('anomaly model', agent.model) || evaluation('classifier', agent.classifier) ? [evaluation('anomaly model', agent.model), evaluation('classifier', agent.classifier)] : el('span', { class: 'muted' }, 'no figures sent')),
         el('td', {}, bufferGauge(agent.buffered_records, agent.buffer_percent)),
       ),
     ),
