@@ -22,25 +22,13 @@ from plantwatch.contract import HEALTH_SCHEMA
 from plantwatch.gateway import access
 from plantwatch.gateway.api import ApiServer
 from plantwatch.gateway.store import HISTORY_STEP_S, TREND_POINTS, GatewayStore, RecordIn
-from plantwatch.gateway.users import hash_password
 from plantwatch.gateway.web import STATIC
-from plantwatch.gateway.workflow import Policy
 from plantwatch.simulators.pki import issue, make_ca
+from tests import test_gateway_api
 from tests.test_gateway_store import T0, alert
 
-PASSWORDS = {"viv": "viewer-password", "pat": "planner-password", "ada": "admin-password"}
-ROLES = {"viv": "viewer", "pat": "planner", "ada": "administrator"}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[GatewayStore]:
-    result = GatewayStore(
-        tmp_path / "gateway.sqlite", policy=Policy(debounce_alerts=1, default_mode="advisory")
-    )
-    for name, password in PASSWORDS.items():
-        result.put_user(name, role=ROLES[name], password_hash=hash_password(password), now_s=0.0)
-    yield result
-    result.close()
+PASSWORDS = test_gateway_api.PASSWORDS
+store = test_gateway_api.store  # the same users in a fresh database
 
 
 @pytest.fixture
