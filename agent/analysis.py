@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import Mapping
 
@@ -34,6 +35,7 @@ from plantwatch.agent.config import AgentSettings, AssetSettings
 from plantwatch.agent.decision import AssetState, DecisionSettings, decide, diagnose
 from plantwatch.agent.features import FEATURE_NAMES, feature_matrix, vibration_features
 from plantwatch.agent.outbox import AssetUpdate
+from plantwatch.agent.snapshot import spectrum_snapshot
 from plantwatch.agent.windows import WindowBatch
 from plantwatch.clock import rfc3339, rfc3339_many
 from plantwatch.contract import ALERT_SCHEMA, HEALTH_SCHEMA, ModelRef, Record, WindowRef, record_topic, uuid7
@@ -69,6 +71,21 @@ def temperature_slope_c_per_h(times_s: np.ndarray, temperatures_c: np.ndarray) -
     return float(centred @ (y - y.mean()) / (centred @ centred) * 3600.0)
 
 
+STATUS_BASELINE = (
+    "velocity_rms_mm_s",
+    "rms_g",
+    "kurtosis",
+    "crest_factor",
+    "env_bpfo_g",
+    "env_bpfi_g",
+    "env_bsf_g",
+    "env_ftf_g",
+    "order_1x_g",
+    "temperature_c",
+)
+"""Learned medians the status reports per asset (the web page draws them under the features)."""
+
+
 class AssetAnalyser:
     """Turns one asset's windows into health records and alerts."""
 
@@ -92,6 +109,8 @@ class AssetAnalyser:
         self.baseline = self._restore_baseline(baseline_json)
         self.decision = self._decision_settings()
         self.temperatures: deque[tuple[float, float]] = deque(maxlen=TEMPERATURE_HISTORY)
+        self.snapshot_at = -math.inf
+        """Measurement time of the newest health record that carried a spectrum snapshot."""
 
     def _restore_baseline(self, stored: str | None) -> Baseline:
         target = self.asset.commissioning_windows
@@ -243,6 +262,18 @@ class AssetAnalyser:
                         f"Anomaly score {score:.2f}, {score / self.decision.warning_threshold:.1f}× the asset's "
                         f"warning threshold ({self.decision.warning_threshold:.2f})",
                     )
+            interval = self.settings.snapshot_interval_s
+            snapshot = None
+            if alert or (interval > 0 and end_s - self.snapshot_at >= interval):
+                snapshot = spectrum_snapshot(
+                    batch.data[i],
+                    batch.fs_hz,
+                    shaft_hz=float(row["shaft_hz"]) or self.asset.shaft_hz,
+                    defect_orders=self.asset.bearing.orders(),
+                    envelope_band_hz=(self.asset.envelope_band_hz[0], self.asset.envelope_band_hz[1]),
+                )
+                if not alert:
+                    self.snapshot_at = end_s
             record = Record(
                 schema=ALERT_SCHEMA if alert else HEALTH_SCHEMA,
                 id=uuid7(),
@@ -267,6 +298,7 @@ class AssetAnalyser:
                     if alert and self.memory.episode_start_s is not None
                     else None
                 ),
+                spectrum=snapshot,
             )
             drafts.append((record, topics["alert" if alert else "health"]))
         return drafts
@@ -279,6 +311,12 @@ class AssetAnalyser:
             "baseline_windows": self.baseline.windows,
             "commissioning_windows": self.baseline.target_windows,
             "warning_threshold": round(self.decision.warning_threshold, 6),
+            "alarm_threshold": round(self.decision.alarm_threshold, 6),
+            "baseline": {
+                name: float(f"{self.baseline.median[name]:.6g}")
+                for name in STATUS_BASELINE
+                if name in self.baseline.median
+            },
             "state": self.memory.state,
             "drift": round(drift, 3),
             "drift_feature": feature,

@@ -5,6 +5,7 @@ Example::
     site = "plant1"
     agent_id = "gw-line3"
     state_dir = "/var/lib/plantwatch-agent"
+    snapshot_interval_s = 600       # a spectrum snapshot on a health record this often (alerts: always)
 
     [serial]
     port = "/dev/ttyUSB0"
@@ -206,6 +207,11 @@ class AgentSettings:
     window_samples: int = field(default=4096, metadata={"check": _check_window})
     overlap: float = field(default=0.5, metadata={"check": _check_fraction})
     status_interval_s: float = field(default=30.0, metadata={"check": check_positive})
+    snapshot_interval_s: float = field(
+        default=600.0, metadata={"check": lambda v: v >= 0 or "must be 0 or more"}
+    )
+    """A health record carries a spectrum snapshot at most this often (measurement time); alerts always do;
+    0: only alerts."""
     log_level: str = field(default="INFO", metadata={"check": check_log_level})
 
     def __post_init__(self) -> None:

@@ -56,6 +56,11 @@ def load_agent_models(settings: AgentSettings) -> tuple[AnomalyModel, FaultClass
     return anomaly, classifier
 
 
+def _model_status(model: AnomalyModel | FaultClassifier) -> dict[str, object]:
+    """A model's reference and the evaluation figures its manifest carries, for the status."""
+    return {**dataclasses.asdict(model_ref(model)), "evaluation": dict(model.manifest.evaluation) or None}
+
+
 class AgentService:
     """Runs one agent until it is stopped."""
 
@@ -128,8 +133,8 @@ class AgentService:
                 "alarm": level.alarm,
             },
             "errors": self._errors(),
-            "model": dataclasses.asdict(model_ref(self.model)),
-            "classifier": dataclasses.asdict(model_ref(self.classifier)) if self.classifier else None,
+            "model": _model_status(self.model),
+            "classifier": _model_status(self.classifier) if self.classifier else None,
             "assets": {analyser.asset.id: analyser.status() for analyser in self.analysers.values()},
         }
         return json.dumps(body, separators=(",", ":")).encode()

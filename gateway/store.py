@@ -735,7 +735,7 @@ class GatewayStore:
             ),
         )
         self._add_history(conn, record, measured_at, now_s)
-        if getattr(record, "spectrum", None) is not None:
+        if record.spectrum is not None:
             conn.execute(
                 "INSERT INTO asset_spectrum VALUES (?, ?, ?, ?, ?) ON CONFLICT (site, asset) DO UPDATE SET"
                 " measured_at = excluded.measured_at, message_id = excluded.message_id,"
@@ -745,7 +745,7 @@ class GatewayStore:
                     record.asset,
                     measured_at,
                     record.id,
-                    json.dumps(json.loads(record.to_json())["spectrum"]),
+                    json.dumps(record.spectrum.as_dict(), separators=(",", ":")),
                 ),
             )
         if record.is_alert:

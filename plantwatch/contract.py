@@ -192,6 +192,48 @@ class WindowRef:
     samples: int
 
 
+SPECTRUM_BINS_MAX = 800
+"""Most bins of one trace of a spectrum snapshot."""
+MARKERS = ("1x", "2x", "3x", "bpfo", "bpfi", "bsf", "ftf")
+
+
+@dataclass(frozen=True)
+class SpectrumTrace:
+    """One amplitude spectrum, quantised: the amplitude at ``k * df_hz`` is ``bins[k] * scale`` (``unit``).
+
+    ``bins`` are 0…255, relative to the largest (``scale`` = largest / 255); each is the largest of the
+    FFT lines it stands for, so a narrow line keeps its height.
+    """
+
+    unit: str
+    df_hz: float
+    scale: float
+    bins: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "df_hz": self.df_hz, "scale": self.scale, "bins": list(self.bins)}
+
+
+@dataclass(frozen=True)
+class SpectrumSnapshot:
+    """What the planner's page draws of one window (contract 1.3): its amplitude and envelope spectra and
+    where the running-speed orders (``1x``, ``2x``, ``3x``) and bearing defect frequencies (``bpfo``,
+    ``bpfi``, ``bsf``, ``ftf``, when the bearing is known) lie, at the speed ``shaft_hz``."""
+
+    shaft_hz: float
+    markers_hz: dict[str, float]
+    spectrum: SpectrumTrace
+    envelope: SpectrumTrace
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shaft_hz": self.shaft_hz,
+            "markers_hz": dict(self.markers_hz),
+            "spectrum": self.spectrum.as_dict(),
+            "envelope": self.envelope.as_dict(),
+        }
+
+
 @dataclass(frozen=True)
 class Record:
     """A health record or (with ``evidence``) an alert, as published by an agent."""
@@ -219,6 +261,9 @@ class Record:
     """On alerts while the asset is not normal: when (RFC 3339, measurement time) the asset left normal.
     Every alert of one abnormal episode carries the same value, so gateways that each see only some of the
     alerts (a shared subscription) agree on the episode (optional; added in 1.2, ignored by older readers)."""
+    spectrum: SpectrumSnapshot | None = None
+    """A compact spectrum snapshot of the window: on every alert, on a health record now and then (optional;
+    added in 1.3, ignored by older readers)."""
 
     @property
     def is_alert(self) -> bool:
@@ -236,6 +281,10 @@ class Record:
             del body["evidence"]
         if self.episode is None:
             del body["episode"]
+        if self.spectrum is None:
+            del body["spectrum"]
+        else:
+            body["spectrum"] = self.spectrum.as_dict()
         if self.classifier is None:
             del body["classifier"]
         else:
@@ -353,6 +402,7 @@ def parse_record(payload: bytes) -> Record:
     episode = body.get("episode")
     if episode is not None and not (isinstance(episode, str) and _RFC3339.fullmatch(episode)):
         raise PayloadError(f"episode: {episode!r} is not an RFC 3339 timestamp")
+    spectrum = _snapshot(body["spectrum"]) if body.get("spectrum") is not None else None
     evidence: list[str] = []
     if schema.startswith("plantwatch.alert/"):
         evidence = _require(body, "evidence", list)
@@ -378,6 +428,55 @@ def parse_record(payload: bytes) -> Record:
         evidence=list(evidence),
         classifier=classifier_ref,
         episode=episode,
+        spectrum=spectrum,
+    )
+
+
+def _positive(value: Any, name: str) -> float:
+    number = _finite(value, name)
+    if number <= 0:
+        raise PayloadError(f"{name}: must be above 0, got {value!r}")
+    return number
+
+
+def _trace(body: dict[str, Any], name: str) -> SpectrumTrace:
+    trace = body.get(name)
+    if not isinstance(trace, dict):
+        raise PayloadError(f"spectrum.{name}: expected an object, got {trace!r}")
+    for key in ("unit", "df_hz", "scale", "bins"):
+        if key not in trace:
+            raise PayloadError(f"spectrum.{name}.{key}: missing")
+    if not isinstance(trace["unit"], str):
+        raise PayloadError(f"spectrum.{name}.unit: expected a string")
+    scale = _finite(trace["scale"], f"spectrum.{name}.scale")
+    if scale < 0:
+        raise PayloadError(f"spectrum.{name}.scale: must not be negative")
+    bins = trace["bins"]
+    if not isinstance(bins, list) or not 0 < len(bins) <= SPECTRUM_BINS_MAX:
+        raise PayloadError(f"spectrum.{name}.bins: expected a list of 1..{SPECTRUM_BINS_MAX} integers")
+    if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in bins):
+        raise PayloadError(f"spectrum.{name}.bins: every bin must be an integer 0..255")
+    return SpectrumTrace(
+        trace["unit"], _positive(trace["df_hz"], f"spectrum.{name}.df_hz"), scale, tuple(bins)
+    )
+
+
+def _snapshot(body: Any) -> SpectrumSnapshot:
+    if not isinstance(body, dict):
+        raise PayloadError(f"spectrum: expected an object, got {body!r}")
+    if "shaft_hz" not in body:
+        raise PayloadError("spectrum.shaft_hz: missing")
+    markers = body.get("markers_hz")
+    if not isinstance(markers, dict):
+        raise PayloadError("spectrum.markers_hz: expected an object")
+    for key in markers:
+        if key not in MARKERS:
+            raise PayloadError(f"spectrum.markers_hz.{key}: not one of {', '.join(MARKERS)}")
+    return SpectrumSnapshot(
+        shaft_hz=_positive(body["shaft_hz"], "spectrum.shaft_hz"),
+        markers_hz={key: _positive(value, f"spectrum.markers_hz.{key}") for key, value in markers.items()},
+        spectrum=_trace(body, "spectrum"),
+        envelope=_trace(body, "envelope"),
     )
 
 
