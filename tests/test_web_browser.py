@@ -153,6 +153,8 @@ def test_a_growing_fault_goes_from_the_fleet_page_to_an_approved_work_order(
     assert element(browser, "#evidence li").text
     assert element(browser, "#spectrum-chart [data-marker='1x']")
     shoot(browser, "asset")
+    browser.execute_script("arguments[0].scrollIntoView()", element(browser, "#spectrum-chart"))
+    shoot(browser, "asset-spectra")
 
     # the advisory queue: approve with a reason, the Tryton work order's number comes back to the page
     browser.get(f"{base}/approvals")
